@@ -1,0 +1,1 @@
+"""tagwatch: collect hashtag posts into SQLite and serve summaries."""
