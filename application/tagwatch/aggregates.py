@@ -1,0 +1,182 @@
+"""Read-side queries for the summaries; they touch only the small aggregate tables.
+
+Their cost depends on the number of tags, users shown and quarter hours in range, never on how
+many posts are stored.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tagwatch.store import ALL_TAGS, BUCKET_SECONDS
+from tagwatch.timezones import offset_segments
+
+HOUR = 3600
+
+
+def top_users(conn: sqlite3.Connection, tag: str | None, limit: int) -> list[dict[str, Any]]:
+    """Users with the most followers (latest count), ties by username; posts counted in scope."""
+    rows = conn.execute(
+        "SELECT user_id, username, followers, posts FROM agg_user"
+        " WHERE tag = ? AND username IS NOT NULL ORDER BY followers DESC, username LIMIT ?",
+        (tag or ALL_TAGS, limit),
+    ).fetchall()
+    ids = [row["user_id"] for row in rows]
+    names = _by_ids(conn, "SELECT id, name FROM users WHERE id IN ({})", ids)
+    tags: dict[str, list[str]] = defaultdict(list)
+    for user_id, user_tag in _rows_by_ids(
+        conn, "SELECT user_id, tag FROM agg_user WHERE user_id IN ({}) AND tag != '' ORDER BY tag", ids
+    ):
+        tags[user_id].append(user_tag)
+    return [
+        {
+            "username": row["username"],
+            "name": names.get(row["user_id"]),
+            "followers": row["followers"],
+            "posts": row["posts"],
+            "tags": tags[row["user_id"]],
+        }
+        for row in rows
+    ]
+
+
+def tag_span(conn: sqlite3.Connection, tag: str | None) -> tuple[int, int] | None:
+    """[first, last) Unix seconds covered by stored posts in scope, at quarter-hour precision."""
+    low, high = conn.execute(
+        "SELECT min(bucket), max(bucket) FROM agg_quarter WHERE tag = ?", (tag or ALL_TAGS,)
+    ).fetchone()
+    if low is None:
+        return None
+    return low * BUCKET_SECONDS, (high + 1) * BUCKET_SECONDS
+
+
+def posts_by_hour(
+    conn: sqlite3.Connection, tag: str | None, zone: ZoneInfo, since: int | None, until: int | None
+) -> list[dict[str, Any]]:
+    """Hourly counts in `zone`, oldest first, zero hours included, from since (or the first post) to until."""
+    span = tag_span(conn, tag)
+    if span is None and (since is None or until is None):
+        return []
+    start = since if since is not None else span[0]  # type: ignore[index]
+    end = until if until is not None else span[1]  # type: ignore[index]
+    series = []
+    for seg_start, seg_end, offset in offset_segments(zone, start, end):
+        counts = _hour_counts(conn, tag, seg_start, seg_end, offset)
+        first, last = (seg_start + offset) // HOUR, (seg_end - 1 + offset) // HOUR
+        label_zone = timezone(timedelta(seconds=offset))
+        for local_hour in range(first, last + 1):
+            moment = datetime.fromtimestamp(local_hour * HOUR - offset, tz=UTC).astimezone(label_zone)
+            series.append({"hour": moment.isoformat(), "count": counts.get(local_hour, 0)})
+    return _merge_split_hours(series)
+
+
+def posts_by_hour_of_day(conn: sqlite3.Connection, tag: str | None, zone: ZoneInfo) -> list[dict[str, int]]:
+    """24 rows: posts per local hour of day in `zone`, summed over all stored posts."""
+    totals = [0] * 24
+    span = tag_span(conn, tag)
+    if span is not None:
+        for seg_start, seg_end, offset in offset_segments(zone, *span):
+            for local_hour, count in _hour_counts(conn, tag, seg_start, seg_end, offset).items():
+                totals[local_hour % 24] += count
+    return [{"hour": hour, "count": count} for hour, count in enumerate(totals)]
+
+
+def _hour_counts(
+    conn: sqlite3.Connection, tag: str | None, start: int, end: int, offset: int
+) -> dict[int, int]:
+    """{local hour index: posts} for quarter buckets in [start, end) at a fixed UTC offset."""
+    rows = conn.execute(
+        "SELECT (bucket * ? + ?) / ? AS local_hour, sum(posts) FROM agg_quarter"
+        " WHERE tag = ? AND bucket >= ? AND bucket < ? GROUP BY local_hour",
+        (BUCKET_SECONDS, offset, HOUR, tag or ALL_TAGS, start // BUCKET_SECONDS, -(-end // BUCKET_SECONDS)),
+    )
+    return dict(rows.fetchall())
+
+
+def _merge_split_hours(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An hour cut by a segment edge appears twice with the same label; add the halves together."""
+    merged: list[dict[str, Any]] = []
+    for point in series:
+        if merged and merged[-1]["hour"] == point["hour"]:
+            merged[-1]["count"] += point["count"]
+        else:
+            merged.append(point)
+    return merged
+
+
+def breakdown(
+    conn: sqlite3.Connection, tags: tuple[str, ...], by: tuple[str, ...]
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Posts per tag by lang and/or country (unknown country is None), and per-tag totals."""
+    marks = ",".join("?" * len(tags))
+    dims = ", ".join(by)
+    rows = conn.execute(
+        f"SELECT tag, {dims}, sum(posts) AS n FROM agg_breakdown WHERE tag IN ({marks})"
+        f" GROUP BY tag, {dims} ORDER BY tag, n DESC, {dims}",
+        tags,
+    ).fetchall()
+    data = []
+    for row in rows:
+        item: dict[str, Any] = {"tag": row["tag"]}
+        for dim in by:
+            item[dim] = row[dim] or None
+        item["count"] = row["n"]
+        data.append(item)
+    totals = dict.fromkeys(tags, 0)
+    totals.update(conn.execute(f"SELECT tag, posts FROM agg_tag WHERE tag IN ({marks})", tags).fetchall())
+    return data, totals
+
+
+def tag_overview(conn: sqlite3.Connection, tags: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Each tracked tag: total posts, newest post time and its last finished run."""
+    marks = ",".join("?" * len(tags))
+    stats = {
+        row["tag"]: row
+        for row in conn.execute(
+            f"SELECT tag, posts, newest_ts FROM agg_tag WHERE tag IN ({marks})",
+            tags,
+        )
+    }
+    last_runs = {
+        row["tag"]: row
+        for row in conn.execute(
+            "SELECT rt.tag, rt.run_id, rt.status, r.finished_at"
+            " FROM run_tags rt JOIN runs r ON r.id = rt.run_id"
+            f" WHERE rt.tag IN ({marks}) AND rt.run_id = (SELECT max(run_id) FROM run_tags x"
+            " WHERE x.tag = rt.tag AND x.status != 'pending')",
+            tags,
+        )
+    }
+    result = []
+    for tag in tags:
+        stat, run = stats.get(tag), last_runs.get(tag)
+        result.append(
+            {
+                "tag": tag,
+                "posts": stat["posts"] if stat else 0,
+                "newest_post_at": iso_z(stat["newest_ts"]) if stat else None,
+                "last_run": {"id": run["run_id"], "status": run["status"], "finished_at": run["finished_at"]}
+                if run
+                else None,
+            }
+        )
+    return result
+
+
+def iso_z(ts: int) -> str:
+    """Unix seconds as ISO 8601 UTC with a Z."""
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _by_ids(conn: sqlite3.Connection, sql: str, ids: list[Any]) -> dict[Any, Any]:
+    return dict(_rows_by_ids(conn, sql, ids))
+
+
+def _rows_by_ids(conn: sqlite3.Connection, sql: str, ids: list[Any]) -> list[tuple[Any, Any]]:
+    if not ids:
+        return []
+    return [tuple(row) for row in conn.execute(sql.format(",".join("?" * len(ids))), ids)]

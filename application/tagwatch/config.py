@@ -1,0 +1,148 @@
+"""Settings read from the environment, validated once at start-up.
+
+Every knob lives here so that a bad value stops the process with one line naming the variable,
+instead of surfacing later as a traceback deep inside a collection run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DEFAULT_TAGS = (
+    "openbanking",
+    "remediation",
+    "devops",
+    "sre",
+    "microservices",
+    "observability",
+    "oauth",
+    "metrics",
+    "logmonitoring",
+    "opentracing",
+)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_TAG_RE = re.compile(r"^[0-9A-Za-z_]{1,100}$")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable and the expected form."""
+
+    def __init__(self, variable: str, expected: str, got: str | None = None) -> None:
+        shown = "" if got is None else f", got {got!r}"
+        super().__init__(f"{variable} must be {expected}{shown}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration for every tagwatch process."""
+
+    db_path: str = "data/tagwatch.db"
+    tags: tuple[str, ...] = DEFAULT_TAGS
+    source: str = "sample"
+    x_bearer_token: str | None = field(default=None, repr=False)
+    x_api_base_url: str = "https://api.x.com"
+    max_posts_per_tag: int = 100
+    collect_interval: int = 900
+    log_level: str = "INFO"
+    admin_token: str | None = field(default=None, repr=False)
+    metrics_port: int = 9108
+    port: int = 8000
+    web_concurrency: int = 2
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default: os.environ), raising ConfigError on the first bad value."""
+        env = os.environ if env is None else env
+        token = _optional(env, "X_BEARER_TOKEN")
+        source = _choice(env, "TAGWATCH_SOURCE", ("x", "sample"), "x" if token else "sample")
+        if source == "x" and not token:
+            raise ConfigError("X_BEARER_TOKEN", "set when TAGWATCH_SOURCE=x (an X API v2 bearer token)")
+        return cls(
+            db_path=_optional(env, "TAGWATCH_DB") or cls.db_path,
+            tags=parse_tags(env.get("TAGWATCH_TAGS", "")) or DEFAULT_TAGS,
+            source=source,
+            x_bearer_token=token,
+            x_api_base_url=_url(env, "X_API_BASE_URL", cls.x_api_base_url),
+            max_posts_per_tag=_int(env, "TAGWATCH_MAX_POSTS_PER_TAG", 100, 1, 1_000_000),
+            collect_interval=_int(env, "TAGWATCH_COLLECT_INTERVAL", 900, 1, 86_400 * 7),
+            log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
+            admin_token=_optional(env, "TAGWATCH_ADMIN_TOKEN"),
+            metrics_port=_int(env, "TAGWATCH_METRICS_PORT", 9108, 0, 65535),
+            port=_int(env, "PORT", 8000, 1, 65535),
+            web_concurrency=_int(env, "WEB_CONCURRENCY", 2, 1, 64),
+        )
+
+
+def parse_tags(raw: str) -> tuple[str, ...]:
+    """Split a comma-separated tag list; a leading '#' is accepted; duplicates collapse; lowercase."""
+    tags: list[str] = []
+    for part in raw.split(","):
+        tag = part.strip().lstrip("#").lower()
+        if not tag:
+            continue
+        if not _TAG_RE.match(tag):
+            raise ConfigError(
+                "TAGWATCH_TAGS", "comma-separated hashtags of letters, digits or _", part.strip()
+            )
+        if tag not in tags:
+            tags.append(tag)
+    return tuple(tags)
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _choice(
+    env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str, upper: bool = False
+) -> str:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    value = raw.upper() if upper else raw.lower()
+    if value not in allowed:
+        raise ConfigError(name, "one of " + " | ".join(allowed), raw)
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"an integer from {low} to {high}", raw) from None
+    if not low <= value <= high:
+        raise ConfigError(name, f"an integer from {low} to {high}", raw)
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not re.match(r"^https?://[^\s/]+", raw):
+        raise ConfigError(name, "an http(s) URL such as https://api.x.com", raw)
+    return raw.rstrip("/")
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment variables that reproduce `settings` in a child process (secrets included, never logged)."""
+    env = {
+        "TAGWATCH_DB": settings.db_path,
+        "TAGWATCH_TAGS": ",".join(settings.tags),
+        "TAGWATCH_SOURCE": settings.source,
+        "X_API_BASE_URL": settings.x_api_base_url,
+        "TAGWATCH_MAX_POSTS_PER_TAG": str(settings.max_posts_per_tag),
+        "TAGWATCH_COLLECT_INTERVAL": str(settings.collect_interval),
+        "LOG_LEVEL": settings.log_level,
+    }
+    if settings.x_bearer_token:
+        env["X_BEARER_TOKEN"] = settings.x_bearer_token
+    return env

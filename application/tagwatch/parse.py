@@ -1,0 +1,165 @@
+"""Pure translation of one X API v2 recent-search page into rows for the store.
+
+No I/O and no globals: everything odd in real pages (no `data`, missing `includes`, unknown
+authors, mixed-case hashtags, ids as numbers) is handled here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tagwatch.geo import resolve_country
+
+TWITTER_EPOCH_MS = 1288834974657
+
+
+@dataclass(frozen=True)
+class UserRow:
+    id: str
+    username: str | None
+    name: str | None
+    location: str | None
+    followers: int
+
+
+@dataclass(frozen=True)
+class PlaceRow:
+    id: str
+    full_name: str | None
+    country_code: str | None
+    country: str | None
+
+
+@dataclass(frozen=True)
+class PostRow:
+    id: int
+    created_at: str
+    created_ts: int
+    text: str
+    lang: str | None
+    author_id: str | None
+    place_id: str | None
+    country: str | None
+    country_source: str | None
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ParsedPage:
+    posts: list[PostRow]
+    users: list[UserRow]
+    places: list[PlaceRow]
+
+
+def parse_page(payload: dict[str, Any], tracked: Iterable[str], query_tag: str | None) -> ParsedPage:
+    """Turn one page into rows; a post belongs to every tracked tag among its hashtags."""
+    tracked_set = frozenset(t.lower() for t in tracked)
+    includes = payload.get("includes") or {}
+    users = {u.id: u for u in map(parse_user, includes.get("users") or []) if u}
+    places = {p.id: p for p in map(parse_place, includes.get("places") or []) if p}
+    posts = []
+    for raw in payload.get("data") or []:
+        post = parse_post(raw, users, places, tracked_set, query_tag)
+        if post is not None:
+            posts.append(post)
+    return ParsedPage(posts=posts, users=list(users.values()), places=list(places.values()))
+
+
+def parse_user(raw: dict[str, Any]) -> UserRow | None:
+    """A user from `includes.users`; follower count 0 when public_metrics is missing."""
+    if not isinstance(raw, dict) or not raw.get("id"):
+        return None
+    metrics = raw.get("public_metrics") or {}
+    return UserRow(
+        id=str(raw["id"]),
+        username=raw.get("username"),
+        name=raw.get("name"),
+        location=(raw.get("location") or "").strip() or None,
+        followers=_int(metrics.get("followers_count")),
+    )
+
+
+def parse_place(raw: dict[str, Any]) -> PlaceRow | None:
+    """A place from `includes.places`; country_code upper-cased."""
+    if not isinstance(raw, dict) or not raw.get("id"):
+        return None
+    code = (raw.get("country_code") or "").strip().upper() or None
+    return PlaceRow(str(raw["id"]), raw.get("full_name"), code, raw.get("country"))
+
+
+def parse_post(
+    raw: dict[str, Any],
+    users: dict[str, UserRow],
+    places: dict[str, PlaceRow],
+    tracked: frozenset[str],
+    query_tag: str | None,
+) -> PostRow | None:
+    """One post; None when it has no usable id."""
+    try:
+        post_id = int(raw["id"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    created_at, created_ts = post_time(raw.get("created_at"), post_id)
+    author_id = str(raw["author_id"]) if raw.get("author_id") else None
+    place_id = ((raw.get("geo") or {}).get("place_id")) or None
+    country, country_source = post_country(places.get(place_id), users.get(author_id or ""))
+    return PostRow(
+        id=post_id,
+        created_at=created_at,
+        created_ts=created_ts,
+        text=raw.get("text") or "",
+        lang=raw.get("lang") or None,
+        author_id=author_id,
+        place_id=place_id,
+        country=country,
+        country_source=country_source,
+        tags=post_tags(raw, tracked, query_tag),
+    )
+
+
+def post_tags(raw: dict[str, Any], tracked: frozenset[str], query_tag: str | None) -> tuple[str, ...]:
+    """Tracked tags among the post's hashtags (case-insensitive), always including the query's tag."""
+    found = {query_tag.lower()} if query_tag else set()
+    for hashtag in (raw.get("entities") or {}).get("hashtags") or []:
+        tag = str((hashtag or {}).get("tag") or "").lower()
+        if tag in tracked:
+            found.add(tag)
+    return tuple(sorted(found))
+
+
+def post_country(place: PlaceRow | None, author: UserRow | None) -> tuple[str | None, str | None]:
+    """Country and where it came from: the geo place first, else the author's profile location."""
+    if place is not None and place.country_code:
+        return place.country_code, "place"
+    if author is not None:
+        code = resolve_country(author.location)
+        if code:
+            return code, "profile"
+    return None, None
+
+
+def post_time(created_at: Any, post_id: int) -> tuple[str, int]:
+    """Normalised ISO time and epoch seconds; falls back to the snowflake id's embedded time."""
+    moment = None
+    if isinstance(created_at, str):
+        try:
+            moment = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+    if moment is None:
+        moment = datetime.fromtimestamp(((post_id >> 22) + TWITTER_EPOCH_MS) / 1000, tz=UTC)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return text, int(moment.timestamp())
+
+
+def _int(value: Any) -> int:
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0

@@ -1,0 +1,131 @@
+"""Read-side queries that are not summaries: the post list, runs and readiness facts."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import datetime
+from typing import Any
+
+from tagwatch.store import LEASE_NAME, SCHEMA_VERSION, schema_version
+
+
+def list_posts(
+    conn: sqlite3.Connection,
+    *,
+    tag: str | None,
+    lang: str | None,
+    country: str | None,
+    username: str | None,
+    before: int | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Posts newest first by keyset on id; returns the page and the id to continue before (or None)."""
+    joins, where, args = "", [], []
+    if tag:
+        joins = "JOIN post_tags pt ON pt.post_id = p.id AND pt.tag = ?"
+        args.append(tag)
+    for column, value in (("p.lang", lang), ("p.country", country.upper() if country else None)):
+        if value:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if username:
+        where.append("u.username = ? COLLATE NOCASE")
+        args.append(username.lstrip("@"))
+    if before:
+        where.append("p.id < ?")
+        args.append(before)
+    sql = (
+        "SELECT p.id, p.created_at, p.text, p.lang, p.country, p.country_source, u.username, u.followers"
+        f" FROM posts p {joins} LEFT JOIN users u ON u.id = p.author_id"
+        f" {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY p.id DESC LIMIT ?"
+    )
+    rows = conn.execute(sql, [*args, limit + 1]).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    tags = post_tags(conn, [row["id"] for row in rows])
+    posts = [
+        {
+            "id": str(row["id"]),
+            "created_at": row["created_at"],
+            "text": row["text"],
+            "lang": row["lang"],
+            "country": row["country"],
+            "country_source": row["country_source"],
+            "author": {"username": row["username"], "followers": row["followers"]},
+            "tags": tags.get(row["id"], []),
+        }
+        for row in rows
+    ]
+    return posts, (rows[-1]["id"] if more and rows else None)
+
+
+def post_tags(conn: sqlite3.Connection, ids: list[int]) -> dict[int, list[str]]:
+    """{post id: [tags]} for the given posts."""
+    if not ids:
+        return {}
+    result: dict[int, list[str]] = {}
+    marks = ",".join("?" * len(ids))
+    for post_id, tag in conn.execute(
+        f"SELECT post_id, tag FROM post_tags WHERE post_id IN ({marks}) ORDER BY tag", ids
+    ):
+        result.setdefault(post_id, []).append(tag)
+    return result
+
+
+def list_runs(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
+    """The latest runs, newest first, each with its per-tag figures."""
+    rows = conn.execute("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+    return [_run(conn, row) for row in rows]
+
+
+def get_run(conn: sqlite3.Connection, run_id: int) -> dict[str, Any] | None:
+    """One run with its per-tag figures, or None."""
+    row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return _run(conn, row) if row else None
+
+
+def _run(conn: sqlite3.Connection, row: sqlite3.Row) -> dict[str, Any]:
+    tags = [
+        {k: tag_row[k] for k in ("tag", "status", "requests", "posts_read", "posts_new", "error")}
+        for tag_row in conn.execute("SELECT * FROM run_tags WHERE run_id = ? ORDER BY tag", (row["id"],))
+    ]
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "source": row["source"],
+        "trigger": row["trigger"],
+        "started_at": row["started_at"],
+        "finished_at": row["finished_at"],
+        "error": row["error"],
+        "posts_read": sum(t["posts_read"] for t in tags),
+        "posts_new": sum(t["posts_new"] for t in tags),
+        "tags": tags,
+    }
+
+
+def active_run(conn: sqlite3.Connection, now: float | None = None) -> int | None:
+    """The id of the run holding the collection lease, if any."""
+    row = conn.execute("SELECT run_id, expires_at FROM lease WHERE name = ?", (LEASE_NAME,)).fetchone()
+    now = time.time() if now is None else now
+    return row["run_id"] if row and row["expires_at"] > now else None
+
+
+def readiness(conn: sqlite3.Connection) -> dict[str, Any]:
+    """Schema state and the age of the last successful run (informative)."""
+    version = schema_version(conn)
+    last = None
+    if version:
+        row = conn.execute(
+            "SELECT finished_at FROM runs WHERE status = 'success' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        last = row["finished_at"] if row else None
+    age = None
+    if last:
+        age = max(0, int(time.time() - datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp()))
+    return {
+        "schema_version": version,
+        "expected_schema_version": SCHEMA_VERSION,
+        "last_successful_run_at": last,
+        "last_successful_run_age_seconds": age,
+    }
