@@ -1,0 +1,203 @@
+"""Fakes for tests: a fixed clock, a recorded sleep, and a scriptable fake X API.
+
+The fake X API serves a corpus of posts per the recent-search contract (since_id, next_token,
+max_results, includes, meta) as a requests transport adapter or as a real HTTP server on 127.0.0.1.
+Tests can queue scripted responses (429, 5xx, text bodies, timeouts) in front of it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+
+FAKE_BASE_URL = "http://fake-x.test"
+
+
+class FixedClock:
+    """time.time stand-in that moves only when told."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class RecordedSleep:
+    """time.sleep stand-in: records each wait and advances the clock by it."""
+
+    def __init__(self, clock: FixedClock | None = None) -> None:
+        self.clock = clock
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        if self.clock is not None:
+            self.clock.advance(seconds)
+
+
+@dataclass
+class Scripted:
+    """A canned answer: status, JSON or text body, headers; or an exception to raise."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    raises: Exception | None = None
+
+
+def make_post(
+    post_id: int, tags: list[str], author: str = "u1", lang: str = "en", **extra: Any
+) -> dict[str, Any]:
+    """An X API v2 post with hashtags in entities."""
+    text = "hello " + " ".join(f"#{t}" for t in tags)
+    return {
+        "id": str(post_id),
+        "text": text,
+        "created_at": f"2026-11-18T0{post_id % 10}:00:00.000Z",
+        "lang": lang,
+        "author_id": author,
+        "entities": {"hashtags": [{"start": 0, "end": len(t) + 1, "tag": t} for t in tags]},
+        **extra,
+    }
+
+
+def make_user(user_id: str, username: str, followers: int, location: str = "Berlin") -> dict[str, Any]:
+    """An X API v2 user with public_metrics."""
+    return {
+        "id": user_id,
+        "username": username,
+        "name": username.title(),
+        "location": location,
+        "public_metrics": {"followers_count": followers},
+    }
+
+
+class FakeXApi:
+    """An in-memory recent-search endpoint over `posts` (newest id first), honouring the contract."""
+
+    def __init__(
+        self, posts: list[dict[str, Any]], users: list[dict[str, Any]], page_size: int | None = None
+    ) -> None:
+        self.posts = sorted(posts, key=lambda p: int(p["id"]), reverse=True)
+        self.users = {u["id"]: u for u in users}
+        self.page_size = page_size
+        self.script: deque[Scripted] = deque()
+        self.calls: list[dict[str, str]] = []
+        self.served: list[str] = []
+        self.lock = threading.Lock()
+
+    def add(self, *posts: dict[str, Any]) -> None:
+        """New posts appear (as time passes)."""
+        self.posts = sorted([*self.posts, *posts], key=lambda p: int(p["id"]), reverse=True)
+
+    def answer(self, params: dict[str, str]) -> Scripted:
+        """The scripted answer if one is queued, else a page from the corpus."""
+        with self.lock:
+            self.calls.append(params)
+            if self.script:
+                return self.script.popleft()
+        return Scripted(
+            200, self.search(params), {"x-rate-limit-remaining": "449", "x-rate-limit-reset": "0"}
+        )
+
+    def search(self, params: dict[str, str]) -> dict[str, Any]:
+        tag = params["query"].split()[0].lstrip("#").lower()
+        since = int(params.get("since_id") or 0)
+        until = int(params["next_token"][2:]) if params.get("next_token") else None
+        size = self.page_size or int(params.get("max_results", 10))
+        matches = [
+            p
+            for p in self.posts
+            if int(p["id"]) > since
+            and (until is None or int(p["id"]) < until)
+            and any(h["tag"].lower() == tag for h in p["entities"]["hashtags"])
+        ]
+        page, more = matches[:size], len(matches) > size
+        with self.lock:
+            self.served.extend(p["id"] for p in page)
+        if not page:
+            return {"meta": {"result_count": 0}}
+        meta = {"newest_id": page[0]["id"], "oldest_id": page[-1]["id"], "result_count": len(page)}
+        if more:
+            meta["next_token"] = f"nt{page[-1]['id']}"
+        authors = {p.get("author_id") for p in page}
+        users = [u for uid, u in self.users.items() if uid in authors]
+        return {"data": page, "includes": {"users": users}, "meta": meta}
+
+
+class FakeXTransport(BaseAdapter):
+    """Mount on a requests.Session to answer X calls from a FakeXApi without a socket."""
+
+    def __init__(self, api: FakeXApi) -> None:
+        super().__init__()
+        self.api = api
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        params = {k: v[-1] for k, v in parse_qs(urlsplit(request.url or "").query).items()}
+        params["_authorization"] = request.headers.get("Authorization", "")
+        answer = self.api.answer(params)
+        if answer.raises is not None:
+            raise answer.raises
+        response = requests.Response()
+        response.status_code = answer.status
+        is_text = isinstance(answer.body, str)
+        response._content = (answer.body if is_text else json.dumps(answer.body)).encode()
+        content_type = "text/plain" if is_text else "application/json"
+        response.headers = CaseInsensitiveDict({"content-type": content_type, **answer.headers})
+        response.request, response.url = request, request.url or ""
+        return response
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def fake_session(api: FakeXApi) -> requests.Session:
+    """A session whose requests to FAKE_BASE_URL go to `api`."""
+    session = requests.Session()
+    session.mount(FAKE_BASE_URL + "/", FakeXTransport(api))
+    return session
+
+
+def serve_fake_x(api: FakeXApi) -> tuple[str, Callable[[], None]]:
+    """Serve `api` over real HTTP on 127.0.0.1; returns (base URL, stop)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            params = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            params["_authorization"] = self.headers.get("Authorization", "")
+            answer = api.answer(params)
+            body = answer.body if isinstance(answer.body, str) else json.dumps(answer.body)
+            self.send_response(answer.status)
+            self.send_header("content-type", "application/json")
+            for key, value in answer.headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: Any) -> None:
+            """Keep test output quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return f"http://127.0.0.1:{server.server_address[1]}", stop
