@@ -201,25 +201,23 @@ class SampleWorld:
         return found, False
 
     def seed_pages(self, count: int, now: float, page_size: int = 5000) -> Iterator[dict[str, Any]]:
-        """`count` posts spread over the last seven days, as X-shaped pages (for demos and benchmarks)."""
-        slots = WINDOW_SECONDS // SLOT_SECONDS
-        scale = count / (self.posts_per_hour * WINDOW_SECONDS / 3600) * 1.15
+        """`count` posts spread over the last seven days with the day/night rhythm, as X-shaped pages."""
         first_slot = int(now - WINDOW_SECONDS) // SLOT_SECONDS
+        slots = range(first_slot, first_slot + WINDOW_SECONDS // SLOT_SECONDS)
+        weights = [rhythm(slot * SLOT_SECONDS) for slot in slots]
+        total, cumulative, made = sum(weights), 0.0, 0
         batch: list[dict[str, Any]] = []
-        made = 0
-        for slot in range(first_slot, first_slot + slots + 1):
+        for slot, weight in zip(slots, weights, strict=True):
+            cumulative += weight
+            n = min(round(cumulative / total * count) - made, 0xFFF)
             rng = random.Random(f"{self.seed}:{SEED_WORKER}:{slot}")
-            expected = self.posts_per_hour * scale * rhythm(slot * SLOT_SECONDS) * SLOT_SECONDS / 3600
-            n = min(int(expected), count - made, 0xFFF)
             for seq in range(n):
-                created = slot * SLOT_SECONDS + seq * SLOT_SECONDS / max(n, 1)
+                created = slot * SLOT_SECONDS + seq * SLOT_SECONDS / n
                 batch.append(self._post(rng, created, SEED_WORKER, seq))
             made += n
-            if len(batch) >= page_size or made >= count:
+            if len(batch) >= page_size:
                 yield self.page_for(batch[::-1], now)
                 batch = []
-            if made >= count:
-                return
         if batch:
             yield self.page_for(batch[::-1], now)
 
