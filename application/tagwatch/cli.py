@@ -96,7 +96,7 @@ def seed(count: int) -> None:
     with click.progressbar(
         length=count, label="seeding", file=sys.stderr if sys.stderr.isatty() else None
     ) as bar:
-        for payload in world.seed_pages(count, time.time()):
+        for payload in world.seed_pages(count, time.time(), page_size=20_000):
             parsed = parse_page(payload, settings.tags, None)
             with store.transaction(conn):
                 store.write_rows(conn, parsed)

@@ -54,7 +54,8 @@ def snapshot(db_path) -> dict:
     """Every data row that must not depend on how the collection was interrupted."""
     conn = store.connect(db_path)
     tables = {
-        "posts": "SELECT id, created_at, text, lang, author_id, country, country_source FROM posts ORDER BY id",
+        "posts": "SELECT id, created_at, text, lang, author_id, country, country_source FROM posts"
+        " ORDER BY id",
         "post_tags": "SELECT * FROM post_tags ORDER BY tag, post_id",
         "users": "SELECT id, username, followers FROM users ORDER BY id",
         "agg_quarter": "SELECT * FROM agg_quarter ORDER BY 1, 2",

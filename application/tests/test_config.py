@@ -67,5 +67,6 @@ def test_cli_bad_environment_stops_with_one_line_and_no_traceback(command, tmp_p
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.strip().splitlines() == [
-        "tagwatch: configuration error: TAGWATCH_COLLECT_INTERVAL must be an integer from 1 to 604800, got 'abc'"
+        "tagwatch: configuration error: "
+        "TAGWATCH_COLLECT_INTERVAL must be an integer from 1 to 604800, got 'abc'"
     ]

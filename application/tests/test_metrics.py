@@ -1,0 +1,67 @@
+"""Prometheus metrics: names, pre-created series, and exact counts under gunicorn with several workers."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from processes import free_port, get, gunicorn_args, metric_total, running, tagwatch_env, wait_for
+
+ROUTES = [
+    "/healthz",
+    "/api/v1/users/top",
+    "/api/v1/posts/by-hour",
+    "/api/v1/posts/by-hour-of-day?tz=Asia/Kolkata",
+    "/api/v1/tags/breakdown",
+    "/api/v1/tags",
+    "/api/v1/posts",
+    "/api/v1/runs",
+    "/api/v1/users/top?tag=nope",
+    "/no/such/path",
+]
+
+
+def test_metrics_endpoint_content_type_and_precreated_series(client):
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=")
+    text = response.get_data(as_text=True)
+    for tag in ("devops", "opentracing"):
+        assert f'tagwatch_posts_collected_total{{source="sample",tag="{tag}"}} 0.0' in text
+        assert f'tagwatch_last_successful_collection_timestamp_seconds{{tag="{tag}"}}' in text
+    assert 'tagwatch_collection_runs_total{status="failed"}' in text
+    assert re.search(r'tagwatch_build_info\{version="[0-9.]+"\} 1\.0', text)
+
+
+def test_metrics_route_label_is_the_url_rule_never_the_raw_path(client):
+    client.get("/api/v1/runs/12345")
+    client.get("/definitely/not/here")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'route="/api/v1/runs/<int:run_id>"' in text
+    assert 'route="unmatched"' in text
+    assert "12345" not in text and "definitely" not in text
+
+
+@pytest.mark.slow
+def test_metrics_gunicorn_three_workers_count_every_request_exactly(db_path, tmp_path):
+    port = free_port()
+    env = tagwatch_env(db_path, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom"))
+    with running(gunicorn_args(port, workers=3), env, tmp_path / "gunicorn.log"):
+        base = f"http://127.0.0.1:{port}"
+        wait_for(base + "/healthz")
+        _, before = get(base + "/metrics")
+        sent = 0
+        for _ in range(12):
+            for path in ROUTES:
+                get(base + path)
+                sent += 1
+        _, after = get(base + "/metrics")
+    counted = metric_total(after.decode(), "http_requests_total") - metric_total(
+        before.decode(), "http_requests_total"
+    )
+    scrapes = 1  # the first /metrics call was counted after its own exposition was rendered
+    assert counted == sent + scrapes
+    assert metric_total(after.decode(), "http_requests_total", route="unmatched", status="404") == 12
+    assert metric_total(after.decode(), "http_requests_total", route="/api/v1/users/top", status="400") == 12
+    pids = {line for line in (tmp_path / "prom").iterdir()}
+    assert len(pids) >= 3  # one file set per worker: the counts above really were summed across processes
