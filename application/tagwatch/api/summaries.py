@@ -9,6 +9,7 @@ from flask import Blueprint, current_app
 
 from tagwatch import aggregates
 from tagwatch.api import params
+from tagwatch.api.cache import cached
 from tagwatch.api.db import query
 
 bp = Blueprint("summaries", __name__, url_prefix="/api/v1")
@@ -20,6 +21,7 @@ def envelope(data: Any, **meta: Any) -> dict[str, Any]:
 
 
 @bp.get("/users/top")
+@cached
 def top_users():
     """Users with the most followers in the sample (or among a tag's posters)."""
     tag, limit = params.tag(), params.limit(5, 100)
@@ -27,6 +29,7 @@ def top_users():
 
 
 @bp.get("/posts/by-hour")
+@cached
 def posts_by_hour():
     """Hourly series in a time zone, zero hours included."""
     tag, zone = params.tag(), params.tz()
@@ -42,6 +45,7 @@ def posts_by_hour():
 
 
 @bp.get("/posts/by-hour-of-day")
+@cached
 def posts_by_hour_of_day():
     """24-hour activity profile in a time zone."""
     tag, zone = params.tag(), params.tz()
@@ -49,6 +53,7 @@ def posts_by_hour_of_day():
 
 
 @bp.get("/tags/breakdown")
+@cached
 def tags_breakdown():
     """Posts per tag by language and/or country."""
     tag, by = params.tag(), params.dimensions()
@@ -58,6 +63,7 @@ def tags_breakdown():
 
 
 @bp.get("/tags")
+@cached
 def tags():
     """Each tracked tag with its totals and last run."""
     settings = current_app.config["SETTINGS"]
