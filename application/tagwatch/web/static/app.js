@@ -67,6 +67,7 @@
 
   const displayNameCache = {};
   function displayName(type, code) {
+    if (type === "language" && code === "und") return "undetermined"; // X's code for no detected language
     try {
       if (typeof Intl.DisplayNames !== "function") return code;
       if (!displayNameCache[type]) {
