@@ -68,7 +68,7 @@ def collect(once: bool, trigger: str, announce_fd: int | None) -> None:
     _on_signals(lambda: stop.set())
     if settings.source == "sample":
         log.warning(SAMPLE_NOTICE, extra={"event.action": "sample_source"})
-    metrics.precreate(settings.tags)
+    metrics.precreate_collector(settings.tags)
     collector = Collector(settings, build_client(settings), should_stop=stop.is_set)
     if once:
         result = collector.run_once(trigger=trigger, announce=_announcer(announce_fd))

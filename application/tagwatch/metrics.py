@@ -78,8 +78,8 @@ BUILD_INFO = Gauge(
 )
 
 
-def precreate(tags: Iterable[str], routes: Iterable[str] = ()) -> None:
-    """Create every bounded label combination so series exist at 0 before the first event."""
+def precreate_collector(tags: Iterable[str]) -> None:
+    """Create the collector's bounded label combinations so its series exist at 0 before the first run."""
     tags = tuple(tags)
     BUILD_INFO.labels(version=__version__).set(1)
     for status in RUN_STATUSES:
@@ -91,8 +91,13 @@ def precreate(tags: Iterable[str], routes: Iterable[str] = ()) -> None:
             POSTS_READ.labels(tag=tag, source=source)
     for tag in tags:
         LAST_SUCCESS.labels(tag=tag)
-    for route in routes:
-        HTTP_DURATION.labels(method="GET", route=route)
+
+
+def precreate_http(routes: Iterable[tuple[str, str]]) -> None:
+    """Create the API's latency series per (method, route) so they exist at 0 before traffic."""
+    BUILD_INFO.labels(version=__version__).set(1)
+    for method, route in routes:
+        HTTP_DURATION.labels(method=method, route=route)
 
 
 def render() -> tuple[bytes, str]:

@@ -7,6 +7,8 @@ import re
 import pytest
 from processes import free_port, get, gunicorn_args, metric_total, running, tagwatch_env, wait_for
 
+from tagwatch import metrics
+
 ROUTES = [
     "/healthz",
     "/api/v1/users/top",
@@ -22,6 +24,7 @@ ROUTES = [
 
 
 def test_metrics_endpoint_content_type_and_precreated_series(client):
+    metrics.precreate_collector(("devops", "opentracing"))  # what `tagwatch collect` does at start
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/plain; version=")
@@ -31,6 +34,7 @@ def test_metrics_endpoint_content_type_and_precreated_series(client):
         assert f'tagwatch_last_successful_collection_timestamp_seconds{{tag="{tag}"}}' in text
     assert 'tagwatch_collection_runs_total{status="failed"}' in text
     assert re.search(r'tagwatch_build_info\{version="[0-9.]+"\} 1\.0', text)
+    assert 'http_request_duration_seconds_count{method="POST",route="/api/v1/collect"}' in text
 
 
 def test_metrics_route_label_is_the_url_rule_never_the_raw_path(client):

@@ -21,7 +21,6 @@ SECRET_PARAMS = frozenset({"token", "access_token", "api_key", "apikey", "key", 
 
 def register_observability(app: Flask) -> None:
     """Hook request timing, ids, metrics and access logs into the app."""
-    metrics.precreate(app.config["SETTINGS"].tags)
     app.before_request(_start)
     app.after_request(_finish)
     app.teardown_request(_teardown)
