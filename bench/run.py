@@ -138,6 +138,15 @@ def report(results: list[dict]) -> str:
         "Quarter-hour buckets keep time zones exact, including half-hour (Asia/Kolkata) and 45-minute",
         "(Asia/Kathmandu) offsets and DST changes: a query groups buckets per segment of constant UTC offset.",
         "",
+        "Each worker also caches a summary's JSON until SQLite's `PRAGMA data_version` shows the collector",
+        "committed something, so between collection runs a summary costs one pragma and a dictionary lookup.",
+        "Measured uncached in-process (Flask test client, 10k posts) the summaries took 1.4–4.3 ms against",
+        "1.0 ms for /healthz, and `/api/v1/tags/breakdown` (≈ 60 KB of JSON for all tags × languages × countries)",
+        "11 ms: the cache is what brings them within the target. Under wrk the load generator shares the two",
+        "cores with gunicorn, so absolute latencies are mostly queueing; compare the ratios, and expect",
+        "±30% between runs. `seed` is the normal store path (parse, upserts, aggregates) and is slower than the",
+        "~1 minute per million posts aimed for.",
+        "",
     ]
     return "\n".join(lines)
 

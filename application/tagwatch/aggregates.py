@@ -16,6 +16,7 @@ from tagwatch.store import ALL_TAGS, BUCKET_SECONDS
 from tagwatch.timezones import offset_segments
 
 HOUR = 3600
+MAX_SERIES_SECONDS = 366 * 86400  # the longest hourly series served (8784 rows)
 
 
 def top_users(conn: sqlite3.Connection, tag: str | None, limit: int) -> list[dict[str, Any]]:
@@ -57,12 +58,20 @@ def tag_span(conn: sqlite3.Connection, tag: str | None) -> tuple[int, int] | Non
 def posts_by_hour(
     conn: sqlite3.Connection, tag: str | None, zone: ZoneInfo, since: int | None, until: int | None
 ) -> list[dict[str, Any]]:
-    """Hourly counts in `zone`, oldest first, zero hours included, from since (or the first post) to until."""
+    """Hourly counts in `zone`, oldest first, zero hours included, from since (or the first post) to until.
+
+    At most MAX_SERIES_SECONDS are covered: from `since` when given, else up to `until` or the last post.
+    """
     span = tag_span(conn, tag)
     if span is None and (since is None or until is None):
         return []
     start = since if since is not None else span[0]  # type: ignore[index]
     end = until if until is not None else span[1]  # type: ignore[index]
+    if end - start > MAX_SERIES_SECONDS:
+        if since is not None:
+            end = start + MAX_SERIES_SECONDS
+        else:
+            start = end - MAX_SERIES_SECONDS
     series = []
     for seg_start, seg_end, offset in offset_segments(zone, start, end):
         counts = _hour_counts(conn, tag, seg_start, seg_end, offset)

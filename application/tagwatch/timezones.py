@@ -23,22 +23,22 @@ def offset_segments(zone: ZoneInfo, start: int, end: int) -> list[tuple[int, int
     """[(segment_start, segment_end, offset)] covering [start, end); transitions found to the quarter hour."""
     segments: list[tuple[int, int, int]] = []
     seg_start, current = start, offset_at(zone, start)
-    probe = start
-    while probe < end:
-        step_end = min(probe + DAY, end)
-        if offset_at(zone, step_end - 1) != current:
-            change = _first_change(zone, probe, step_end - 1, current)
+    known = start  # the latest instant known to be at offset `current` (what _first_change needs)
+    while known < end - 1:
+        probe = min(known + DAY, end - 1)
+        if offset_at(zone, probe) != current:
+            change = _first_change(zone, known, probe, current)
             segments.append((seg_start, change, current))
             seg_start, current = change, offset_at(zone, change)
-            probe = change
-            continue
-        probe = step_end
+            known = change
+        else:
+            known = probe
     segments.append((seg_start, end, current))
     return segments
 
 
 def _first_change(zone: ZoneInfo, low: int, high: int, offset: int) -> int:
-    """Smallest quarter-hour-aligned time in (low, high] whose offset differs from `offset`."""
+    """Smallest quarter-aligned time in (low, high] whose offset differs from `offset`, the one at low."""
     low, high = low // QUARTER, -(-high // QUARTER)
     while high - low > 1:
         middle = (low + high) // 2

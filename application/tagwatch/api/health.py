@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from flask import Blueprint, Response
 
 from tagwatch import metrics, queries
@@ -24,6 +26,8 @@ def readyz():
         facts = query(queries.readiness)
     except ApiError as exc:
         raise ApiError(503, "Not ready", exc.detail, kind="not-ready") from exc
+    except sqlite3.Error as exc:  # e.g. "file is not a database", "database is locked"
+        raise ApiError(503, "Not ready", f"Database error: {exc}", kind="not-ready") from exc
     if facts["schema_version"] != facts["expected_schema_version"]:
         raise ApiError(
             503,

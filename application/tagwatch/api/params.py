@@ -10,9 +10,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app, request
 
+from tagwatch.aggregates import MAX_SERIES_SECONDS
 from tagwatch.api.errors import BadParam
 
-MAX_SPAN_SECONDS = 366 * 86400
+MAX_SPAN_SECONDS = MAX_SERIES_SECONDS
+MAX_CURSOR_LENGTH = 64
+SQLITE_MAX_INTEGER = 2**63 - 1  # larger ids would make sqlite3 raise OverflowError
 BREAKDOWN_DIMENSIONS = ("lang", "country")
 
 
@@ -70,7 +73,8 @@ def instant(name: str, zone: ZoneInfo) -> int | None:
         raise BadParam(name, "must be an ISO 8601 date or date-time, e.g. 2026-11-20T10:00:00Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
-    if not 2006 <= moment.astimezone(UTC).year <= 2100:
+    # the local year first: astimezone() overflows near years 1 and 9999
+    if not 2006 <= moment.year <= 2100 or not 2006 <= moment.astimezone(UTC).year <= 2100:
         raise BadParam(name, "must be between 2006 and 2100")
     return int(moment.timestamp())
 
@@ -116,9 +120,11 @@ def cursor() -> int | None:
     if raw is None:
         return None
     try:
+        if len(raw) > MAX_CURSOR_LENGTH:  # also keeps json.loads clear of deep nesting
+            raise ValueError
         decoded = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
         before = decoded["before"]
-        if not isinstance(before, int) or before <= 0:
+        if not isinstance(before, int) or not 0 < before <= SQLITE_MAX_INTEGER:
             raise ValueError
         return before
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):

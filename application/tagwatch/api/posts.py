@@ -38,7 +38,7 @@ def list_runs():
 @bp.get("/runs/<int:run_id>")
 def get_run(run_id: int):
     """One collection run with per-tag figures."""
-    run = query(queries.get_run, run_id)
+    run = query(queries.get_run, run_id) if run_id <= params.SQLITE_MAX_INTEGER else None
     if run is None:
         raise ApiError(404, "Not Found", f"There is no run {run_id}.", kind="not-found")
     return envelope(run)
