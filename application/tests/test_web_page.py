@@ -426,3 +426,49 @@ def test_web_page_drops_an_unknown_tag_from_the_url(site: str, watched: Watched)
     assert page.locator("#error").is_hidden()
     assert watched.api_calls("/users/top")[-1] == {"limit": ["10"]}
     assert watched.page_errors == []
+
+
+@pytest.fixture
+def real_site(tmp_path) -> Iterator[str]:
+    """The real app (create_app) on a database filled by one real collection run on the sample source."""
+    from fakes import FixedClock, RecordedSleep
+
+    from tagwatch import store
+    from tagwatch.app import create_app
+    from tagwatch.collector import Collector
+    from tagwatch.config import Settings
+    from tagwatch.sources.sample import SAMPLE_BASE_URL, SampleWorld, sample_session
+    from tagwatch.sources.x import XClient
+
+    path = tmp_path / "page.db"
+    store.init_db(path)
+    settings = Settings(db_path=str(path), source="sample", max_posts_per_tag=300)
+    clock = FixedClock(datetime.now(UTC).timestamp())
+    client = XClient(
+        SAMPLE_BASE_URL, "sample", source="sample", session=sample_session(SampleWorld(), clock), clock=clock,
+        sleep=RecordedSleep(),
+    )  # fmt: skip
+    assert Collector(settings, client).run_once().status == "success"
+    server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+@pytest.mark.slow
+def test_web_page_with_the_real_api_and_sample_data(real_site: str, watched: Watched):
+    page = watched.page
+    _open(watched, real_site + "/")
+    assert page.locator("#charts").is_visible()
+    assert page.locator("#users-chart rect.bar").count() == 10
+    assert page.locator("#hod-chart rect.bar").count() == 24
+    points = page.locator("#hourly-chart polyline.line").get_attribute("points")
+    assert len(points.split()) >= 24 * 6  # a week of hours, zero hours included
+    assert page.locator("#heat-table tbody tr").count() == 10
+    assert page.locator("#tags-status tbody tr").count() == 10
+    _shoot(page, "page-real.png")
+    watched.assert_clean()
