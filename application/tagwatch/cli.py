@@ -69,7 +69,8 @@ def collect(once: bool, trigger: str, announce_fd: int | None) -> None:
     if settings.source == "sample":
         log.warning(SAMPLE_NOTICE, extra={"event.action": "sample_source"})
     metrics.precreate_collector(settings.tags)
-    collector = Collector(settings, build_client(settings), should_stop=stop.is_set)
+    # waits (rate-limit resets, backoff) end early on SIGTERM so the run can stop after its current page
+    collector = Collector(settings, build_client(settings, sleep=stop.wait), should_stop=stop.is_set)
     if once:
         result = collector.run_once(trigger=trigger, announce=_announcer(announce_fd))
         sys.exit(0 if result.started and result.status == "success" else 1)

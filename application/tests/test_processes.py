@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -134,3 +136,20 @@ def test_real_prometheus_scrapes_api_and_collector_and_counts_every_request(tmp_
         assert up == {"tagwatch-api": "1", "tagwatch-collector": "1"}
         collector_series = prometheus_query(prom, 'tagwatch_build_info{job="tagwatch-collector"}')
         assert collector_series and collector_series[0]["value"][1] == "1"
+
+
+@pytest.mark.slow
+def test_collect_loop_stops_promptly_on_sigterm(tmp_path):
+    env = tagwatch_env(tmp_path / "c.db", TAGWATCH_COLLECT_INTERVAL="3600", TAGWATCH_METRICS_PORT="0")
+    log_path = tmp_path / "collect.log"
+    with running([sys.executable, "-m", "tagwatch", "collect"], env, log_path) as process:
+        deadline = time.monotonic() + 60
+        while '"run_finished"' not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert '"run_finished"' in log_path.read_text()
+        process.send_signal(signal.SIGTERM)
+        try:
+            assert process.wait(10) == 0
+        except subprocess.TimeoutExpired:
+            pytest.fail("the collector did not stop within 10 s of SIGTERM")
+    assert json.loads(log_path.read_text().splitlines()[-1])["message"] == "collector stopped"
