@@ -16,24 +16,14 @@ import pytest
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
+from tagwatch.config import DEFAULT_TAGS
 from tagwatch.web import bp as web_bp
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 EMPTY_TEXT = "No posts collected yet — the collector is running; this page refreshes itself."
 
-TAGS = [
-    "openbanking",
-    "remediation",
-    "devops",
-    "sre",
-    "microservices",
-    "observability",
-    "oauth",
-    "metrics",
-    "logmonitoring",
-    "opentracing",
-]
+TAGS = list(DEFAULT_TAGS)
 LANGS = ["en", "de", "fr", "es", "ja", "pt", "it", "nl", "sv", "pl"]
 COUNTRIES = ["US", "DE", "GB", "FR", "IN", "JP", "BR", "CA", "ES", None]
 HOURS = 168
@@ -169,7 +159,11 @@ def make_fake_app(variant: str) -> Flask:
 @pytest.fixture
 def site(request: pytest.FixtureRequest) -> Iterator[str]:
     """Serve the page and the API on a free port; `request.param` picks the data variant."""
-    app = make_fake_app(getattr(request, "param", "full"))
+    yield from serve(make_fake_app(getattr(request, "param", "full")))
+
+
+def serve(app: Flask) -> Iterator[str]:
+    """Serve a WSGI app on a free loopback port until the generator is closed."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -449,14 +443,7 @@ def real_site(tmp_path) -> Iterator[str]:
         sleep=RecordedSleep(),
     )  # fmt: skip
     assert Collector(settings, client).run_once().status == "success"
-    server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+    yield from serve(create_app(settings))
 
 
 @pytest.mark.slow
