@@ -149,6 +149,23 @@ class Collector:
             self._log_failure(run_id, tag, exc)
         status = "failed" if result.error else "success"
         store.finish_tag(self.conn, run_id, tag, status, str(result.error) if result.error else None)
+        log.info(
+            "#%s: %s, %d read, %d new in %d requests",
+            tag,
+            status,
+            result.posts_read,
+            result.posts_new,
+            result.requests,
+            extra={
+                "event.action": "tag_finished",
+                "event.outcome": "success" if result.error is None else "failure",
+                "labels.tag": tag,
+                "tagwatch.run_id": run_id,
+                "tagwatch.source": self.client.source,
+                "tagwatch.posts_read": result.posts_read,
+                "tagwatch.posts_new": result.posts_new,
+            },
+        )
         if result.error is None:
             metrics.LAST_SUCCESS.labels(tag=tag).set(time.time())
         return result
