@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import click
 
@@ -85,29 +88,59 @@ def collect(once: bool, trigger: str, announce_fd: int | None) -> None:
 @click.option("--posts", "count", type=click.IntRange(1, 20_000_000), default=10_000, show_default=True)
 def seed(count: int) -> None:
     """Fill the database with COUNT sample posts over the last week, through the normal store path."""
-    from tagwatch.parse import parse_page
-    from tagwatch.sources.sample import SampleWorld
-
     settings = load_settings()
     configure_logging(settings.log_level)
     store.init_db(settings.db_path)
     conn = store.connect(settings.db_path)
-    world = SampleWorld(users=20_000)
     started = time.monotonic()
+    context = multiprocessing.get_context("fork")
+    pages: multiprocessing.Queue = context.Queue(maxsize=4)
+    producer = context.Process(
+        target=_seed_producer, args=(count, time.time(), settings.tags, pages), daemon=True
+    )
+    producer.start()
     with click.progressbar(
         length=count, label="seeding", file=sys.stderr if sys.stderr.isatty() else None
     ) as bar:
-        for payload in world.seed_pages(count, time.time(), page_size=20_000):
-            parsed = parse_page(payload, settings.tags, None)
+        while (parsed := pages.get()) is not None:
             with store.transaction(conn):
                 store.write_rows(conn, parsed)
             bar.update(len(parsed.posts))
+    producer.join()
     log.info(
         "seeded %d sample posts in %.1f s",
         count,
         time.monotonic() - started,
         extra={"event.action": "seed", "tagwatch.posts_new": count},
     )
+
+
+def _next_page(pages: multiprocessing.Queue, producer: multiprocessing.Process):
+    """The next parsed page, None at the end; exits 1 if the producer died instead of hanging."""
+    while True:
+        try:
+            return pages.get(timeout=1)
+        except queue.Empty:
+            if not producer.is_alive():
+                click.echo("tagwatch: seed: the page generator stopped unexpectedly", err=True)
+                sys.exit(1)
+
+
+def _seed_producer(count: int, now: float, tags: tuple[str, ...], pages: multiprocessing.Queue) -> None:
+    """Generate and parse sample pages in a second process, so the writer only writes (two cores, ~2× faster).
+
+    Each user is sent once: re-sending an unchanged user would only repeat the same upsert.
+    """
+    from tagwatch.parse import parse_page
+    from tagwatch.sources.sample import SampleWorld
+
+    sent: set[str] = set()
+    for payload in SampleWorld(users=20_000).seed_pages(count, now, page_size=10_000):
+        parsed = parse_page(payload, tags, None)
+        users = [user for user in parsed.users if user.id not in sent]
+        sent.update(user.id for user in users)
+        pages.put(replace(parsed, users=users))
+    pages.put(None)
 
 
 @main.command()
