@@ -23,7 +23,14 @@ def measure(url: str, seconds: float) -> tuple[float, float]:
 
 def _wrk(url: str, seconds: float) -> tuple[float, float]:
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--latency", url],
+        [
+            "wrk",
+            "-t2",
+            f"-c{CONNECTIONS}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,
