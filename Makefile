@@ -25,10 +25,14 @@ test: $(STAMP) ## Run the whole test suite
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check application
 	$(BIN)/ruff format --check application
+	$(BIN)/ruff check --config application/pyproject.toml bench
+	$(BIN)/ruff format --config application/pyproject.toml --check bench
 
 format: $(STAMP) ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix application
 	$(BIN)/ruff format application
+	$(BIN)/ruff check --config application/pyproject.toml --fix bench
+	$(BIN)/ruff format --config application/pyproject.toml bench
 
 seed: $(STAMP) ## Fill data/tagwatch.db with 100,000 sample posts (POSTS=N to change)
 	$(BIN)/tagwatch seed --posts $${POSTS:-100000}

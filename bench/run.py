@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - the report prose is kept as whole lines of the generated Markdown
 """`make bench`: seed 10k and 1M posts, load the API under gunicorn, write docs/performance.md.
 
 Each summary endpoint is measured against /healthz in the same run (rounds interleaved), because
@@ -19,9 +20,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "application" / "tests"))
-from processes import free_port, gunicorn_args, running, tagwatch_env, wait_for  # noqa: E402
-
-from loadgen import measure  # noqa: E402
+from loadgen import measure
+from processes import free_port, gunicorn_args, running, tagwatch_env, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "10000,1000000").split(",")]
@@ -68,13 +68,9 @@ def bench_size(posts: int, workdir: Path) -> dict:
     db = workdir / f"bench-{posts}.db"
     seconds = seed(db, posts)
     port = free_port()
-    env = tagwatch_env(
-        db, LOG_LEVEL="WARNING", PROMETHEUS_MULTIPROC_DIR=str(workdir / f"mp-{posts}")
-    )
+    env = tagwatch_env(db, LOG_LEVEL="WARNING", PROMETHEUS_MULTIPROC_DIR=str(workdir / f"mp-{posts}"))
     results: dict[str, list[tuple[float, float]]] = {path: [] for path in ENDPOINTS}
-    with running(
-        gunicorn_args(port, workers=2), env, workdir / f"gunicorn-{posts}.log"
-    ) as master:
+    with running(gunicorn_args(port, workers=2), env, workdir / f"gunicorn-{posts}.log") as master:
         base = f"http://127.0.0.1:{port}"
         wait_for(base + "/readyz")
         for path in ENDPOINTS:
@@ -139,14 +135,8 @@ def report(results: list[dict]) -> str:
         ]
         for path, (latency, rps) in result["rows"].items():
             ratio = latency / health_latency if health_latency else float("nan")
-            met = (
-                "—"
-                if path == "/healthz"
-                else ("yes" if ratio <= TARGET_RATIO else "**no**")
-            )
-            lines.append(
-                f"| `{path}` | {latency:.2f} | {rps:,.0f} | {ratio:.2f} | {met} |"
-            )
+            met = "—" if path == "/healthz" else ("yes" if ratio <= TARGET_RATIO else "**no**")
+            lines.append(f"| `{path}` | {latency:.2f} | {rps:,.0f} | {ratio:.2f} | {met} |")
         lines.append("")
     lines += [
         "## Why the summaries do not grow with the data",
@@ -174,9 +164,7 @@ def report(results: list[dict]) -> str:
 
 
 def seeding_note(results: list[dict]) -> str:
-    return ", ".join(
-        f"{r['seed_seconds']:.0f} s for {r['posts']:,} posts" for r in results
-    )
+    return ", ".join(f"{r['seed_seconds']:.0f} s for {r['posts']:,} posts" for r in results)
 
 
 def main() -> None:
