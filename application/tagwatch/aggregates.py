@@ -156,7 +156,7 @@ def tag_overview(conn: sqlite3.Connection, tags: tuple[str, ...]) -> list[dict[s
             "SELECT rt.tag, rt.run_id, rt.status, r.finished_at"
             " FROM run_tags rt JOIN runs r ON r.id = rt.run_id"
             f" WHERE rt.tag IN ({marks}) AND rt.run_id = (SELECT max(run_id) FROM run_tags x"
-            " WHERE x.tag = rt.tag AND x.status != 'pending')",
+            " WHERE x.tag = rt.tag AND x.status IN ('success', 'failed'))",
             tags,
         )
     }

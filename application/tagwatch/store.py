@@ -367,4 +367,7 @@ def finish_run(conn: sqlite3.Connection, run_id: int, status: str, error: str | 
             "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
             (status, error, utc_now_iso(), run_id),
         )
+        conn.execute(  # tags a stopped or failed run never reached
+            "UPDATE run_tags SET status = 'skipped' WHERE run_id = ? AND status = 'pending'", (run_id,)
+        )
         conn.execute("DELETE FROM lease WHERE name = ? AND run_id = ?", (LEASE_NAME, run_id))

@@ -297,3 +297,19 @@ def _expire_lease(db_path) -> None:
     conn = store.connect(db_path)
     conn.execute("UPDATE lease SET expires_at = 0")
     conn.close()
+
+
+def test_collector_stopped_run_marks_unreached_tags_skipped(db_path):
+    api = corpus()
+    collector = make_collector(db_path, api)
+    collector.should_stop = lambda: len(api.calls) > 0  # SIGTERM arrives during the first tag
+    result = collector.run_once()
+    statuses = dict(
+        collector.conn.execute(
+            "SELECT tag, status FROM run_tags WHERE run_id = ?", (result.run_id,)
+        ).fetchall()
+    )
+    assert statuses == {"devops": "success", "sre": "skipped", "oauth": "skipped"}
+    assert (
+        snapshot(db_path)["cursors"][0][2] is not None
+    )  # devops left its pagination pending for the next run

@@ -29,7 +29,7 @@ def reader() -> sqlite3.Connection:
 
 
 def query(fn, *args, **kwargs):
-    """Run a read function, turning a missing schema into a clear 503 instead of a 500."""
+    """Run a read function; a missing schema, a locked or a broken database is a clear 503, never a 500."""
     try:
         return fn(reader(), *args, **kwargs)
     except sqlite3.OperationalError as exc:
@@ -37,4 +37,6 @@ def query(fn, *args, **kwargs):
             raise ApiError(
                 503, "Database not ready", "The database schema is missing (run `tagwatch init-db`)."
             ) from exc
-        raise
+        raise ApiError(503, "Database not ready", f"The database cannot be read right now: {exc}") from exc
+    except sqlite3.DatabaseError as exc:  # e.g. a file that is not a SQLite database
+        raise ApiError(503, "Database not ready", f"The database cannot be read: {exc}") from exc

@@ -27,7 +27,7 @@ COUNT: Schema = {"type": "integer", "minimum": 0}
 DATE_TIME: Schema = {"type": "string", "format": "date-time"}
 MAX_LIMIT = 100
 RUN_STATUSES = ("running", "success", "failed")
-RUN_TAG_STATUSES = ("pending", "success", "failed")
+RUN_TAG_STATUSES = ("pending", "success", "failed", "skipped")
 DESCRIPTION = f"""Summaries of the posts tagwatch collects for its tracked hashtags.
 
 Every JSON answer is `{{"data": …, "meta": {{…}}}}`; `meta` echoes the applied filters and `generated_at`.
