@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tagwatch import timestamps
 from tagwatch.store import ALL_TAGS, BUCKET_SECONDS
 from tagwatch.timezones import offset_segments
 
@@ -79,7 +80,7 @@ def posts_by_hour(
         label_zone = timezone(timedelta(seconds=offset))
         for local_hour in range(first, last + 1):
             moment = datetime.fromtimestamp(local_hour * HOUR - offset, tz=UTC).astimezone(label_zone)
-            series.append({"hour": moment.isoformat(), "count": counts.get(local_hour, 0)})
+            series.append({"hour": timestamps.rfc3339(moment), "count": counts.get(local_hour, 0)})
     return _merge_split_hours(series)
 
 
@@ -167,18 +168,13 @@ def tag_overview(conn: sqlite3.Connection, tags: tuple[str, ...]) -> list[dict[s
             {
                 "tag": tag,
                 "posts": stat["posts"] if stat else 0,
-                "newest_post_at": iso_z(stat["newest_ts"]) if stat else None,
+                "newest_post_at": timestamps.utc(stat["newest_ts"]) if stat else None,
                 "last_run": {"id": run["run_id"], "status": run["status"], "finished_at": run["finished_at"]}
                 if run
                 else None,
             }
         )
     return result
-
-
-def iso_z(ts: int) -> str:
-    """Unix seconds as ISO 8601 UTC with a Z."""
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _by_ids(conn: sqlite3.Connection, sql: str, ids: list[Any]) -> dict[Any, Any]:

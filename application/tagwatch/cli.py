@@ -22,7 +22,7 @@ import click
 
 from tagwatch import metrics, store
 from tagwatch.config import ConfigError, Settings
-from tagwatch.logs import configure_logging
+from tagwatch.logs import configure_logging, event
 
 log = logging.getLogger("tagwatch.cli")
 SAMPLE_NOTICE = (
@@ -51,9 +51,7 @@ def init_db() -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
     version = store.init_db(settings.db_path)
-    log.info(
-        "database %s is at schema version %d", settings.db_path, version, extra={"event.action": "init_db"}
-    )
+    log.info("database %s is at schema version %d", settings.db_path, version, extra=event("init_db"))
 
 
 @main.command()
@@ -70,7 +68,7 @@ def collect(once: bool, trigger: str, announce_fd: int | None) -> None:
     stop = threading.Event()
     _on_signals(lambda: stop.set())
     if settings.source == "sample":
-        log.warning(SAMPLE_NOTICE, extra={"event.action": "sample_source"})
+        log.warning(SAMPLE_NOTICE, extra=event("sample_source"))
     metrics.precreate_collector(settings.tags)
     # waits (rate-limit resets, backoff) end early on SIGTERM so the run can stop after its current page
     collector = Collector(settings, build_client(settings, sleep=stop.wait), should_stop=stop.is_set)
@@ -81,7 +79,7 @@ def collect(once: bool, trigger: str, announce_fd: int | None) -> None:
     while not stop.is_set():
         collector.run_once(trigger=trigger)
         stop.wait(settings.collect_interval)
-    log.info("collector stopped", extra={"event.action": "collector_stopped"})
+    log.info("collector stopped", extra=event("collector_stopped"))
 
 
 @main.command()
@@ -111,7 +109,7 @@ def seed(count: int) -> None:
         "seeded %d sample posts in %.1f s",
         count,
         time.monotonic() - started,
-        extra={"event.action": "seed", "tagwatch.posts_new": count},
+        extra=event("seed", posts_new=count),
     )
 
 
@@ -200,7 +198,7 @@ def _serve_metrics(port: int) -> None:
         from prometheus_client import start_http_server
 
         start_http_server(port)
-        log.info("collector metrics on :%d/metrics", port, extra={"event.action": "metrics_listening"})
+        log.info("collector metrics on :%d/metrics", port, extra=event("metrics_listening"))
 
 
 def _without_multiproc_env() -> dict[str, str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from tagwatch import metrics, store
 from tagwatch.config import Settings
+from tagwatch.logs import event
 from tagwatch.parse import parse_page
 from tagwatch.sources.base import Page, SourceError
 from tagwatch.sources.sample import SAMPLE_BASE_URL, SampleWorld, sample_session
@@ -90,7 +91,7 @@ class Collector:
             log.info(
                 "another collection run (%s) holds the lease; skipping",
                 start.run_id,
-                extra={"event.action": "run_skipped", "tagwatch.run_id": start.run_id},
+                extra=event("run_skipped", run_id=start.run_id),
             )
             return RunResult(run_id=start.run_id, started=False)
         return self._run(start.run_id)
@@ -103,11 +104,7 @@ class Collector:
             run_id,
             self.client.source,
             len(self.settings.tags),
-            extra={
-                "event.action": "run_started",
-                "tagwatch.run_id": run_id,
-                "tagwatch.source": self.client.source,
-            },
+            extra=event("run_started", run_id=run_id, source=self.client.source),
         )
         self.client.on_wait = lambda seconds: store.extend_lease(self.conn, run_id, seconds)
         for tag in self.settings.tags:
@@ -156,15 +153,15 @@ class Collector:
             result.posts_read,
             result.posts_new,
             result.requests,
-            extra={
-                "event.action": "tag_finished",
-                "event.outcome": "success" if result.error is None else "failure",
-                "labels.tag": tag,
-                "tagwatch.run_id": run_id,
-                "tagwatch.source": self.client.source,
-                "tagwatch.posts_read": result.posts_read,
-                "tagwatch.posts_new": result.posts_new,
-            },
+            extra=event(
+                "tag_finished",
+                outcome="success" if result.error is None else "failure",
+                tag=tag,
+                run_id=run_id,
+                source=self.client.source,
+                posts_read=result.posts_read,
+                posts_new=result.posts_new,
+            ),
         )
         if result.error is None:
             metrics.LAST_SUCCESS.labels(tag=tag).set(time.time())
@@ -188,17 +185,16 @@ class Collector:
         source = self.client.source
         metrics.POSTS_READ.labels(tag=tag, source=source).inc(page.result_count)
         metrics.POSTS_COLLECTED.labels(tag=tag, source=source).inc(new)
-        extra = {
-            "event.action": "page_stored",
-            "labels.tag": tag,
-            "tagwatch.source": source,
-            "tagwatch.run_id": run_id,
-            "tagwatch.posts_read": page.result_count,
-            "tagwatch.posts_new": new,
-            "event.duration": int((time.monotonic() - started) * 1e9),
-        }
-        if page.rate_limit_remaining is not None:
-            extra["tagwatch.rate_limit_remaining"] = page.rate_limit_remaining
+        extra = event(
+            "page_stored",
+            tag=tag,
+            source=source,
+            run_id=run_id,
+            posts_read=page.result_count,
+            posts_new=new,
+            duration_seconds=time.monotonic() - started,
+            rate_limit_remaining=page.rate_limit_remaining,
+        )
         log.info("stored a page for #%s: %d read, %d new", tag, page.result_count, new, extra=extra)
 
     def _log_failure(self, run_id: int, tag: str, exc: SourceError) -> None:
@@ -206,14 +202,14 @@ class Collector:
             "collection of #%s failed: %s",
             tag,
             exc,
-            extra={
-                "event.action": "run_failed" if exc.fatal else "tag_failed",
-                "error.type": exc.kind,
-                "error.message": str(exc),
-                "labels.tag": tag,
-                "tagwatch.run_id": run_id,
-                "tagwatch.source": self.client.source,
-            },
+            extra=event(
+                "run_failed" if exc.fatal else "tag_failed",
+                error_type=exc.kind,
+                error_message=str(exc),
+                tag=tag,
+                run_id=run_id,
+                source=self.client.source,
+            ),
         )
 
     def _finish(self, result: RunResult, seconds: float) -> None:
@@ -229,15 +225,15 @@ class Collector:
             result.status,
             sum(t.posts_read for t in result.tags),
             sum(t.posts_new for t in result.tags),
-            extra={
-                "event.action": "run_finished",
-                "event.outcome": "success" if result.status == "success" else "failure",
-                "tagwatch.run_id": result.run_id,
-                "tagwatch.run_status": result.status,
-                "tagwatch.posts_read": sum(t.posts_read for t in result.tags),
-                "tagwatch.posts_new": sum(t.posts_new for t in result.tags),
-                "event.duration": int(seconds * 1e9),
-            },
+            extra=event(
+                "run_finished",
+                outcome="success" if result.status == "success" else "failure",
+                run_id=result.run_id,
+                run_status=result.status,
+                posts_read=sum(t.posts_read for t in result.tags),
+                posts_new=sum(t.posts_new for t in result.tags),
+                duration_seconds=seconds,
+            ),
         )
 
 

@@ -10,17 +10,23 @@ import contextvars
 import logging
 import sys
 import traceback
-from datetime import UTC, datetime
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from tagwatch import __version__
+from tagwatch import __version__, timestamps
 
 SERVICE_NAME = "tagwatch"
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "tagwatch_request_id", default=None
 )
+#: short field names for `event()` that ECS defines; every other field goes under `tagwatch.`
+ECS_FIELDS = {
+    "tag": "labels.tag",
+    "outcome": "event.outcome",
+    "error_type": "error.type",
+    "error_message": "error.message",
+}
 _DATASETS = (("tagwatch.access", "tagwatch.access"), ("tagwatch.collector", "tagwatch.collector"))
 
 
@@ -32,10 +38,20 @@ def dataset_for(logger_name: str) -> str:
     return "tagwatch.app"
 
 
-def iso_timestamp(created: float) -> str:
-    """UTC ISO 8601 with milliseconds and a Z, the form Elasticsearch parses without a mapping."""
-    moment = datetime.fromtimestamp(created, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+def event(action: str, **fields: Any) -> dict[str, Any]:
+    """The `extra=` of a log call: `event.action` plus `fields` under their ECS or `tagwatch.` names.
+
+    `duration_seconds` becomes ECS `event.duration` (nanoseconds); fields that are None are left out.
+    """
+    extra: dict[str, Any] = {"event.action": action}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if name == "duration_seconds":
+            extra["event.duration"] = int(value * 1e9)
+        else:
+            extra[ECS_FIELDS.get(name, "tagwatch." + name)] = value
+    return extra
 
 
 class EcsJsonFormatter(JsonFormatter):
@@ -49,7 +65,7 @@ class EcsJsonFormatter(JsonFormatter):
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
     ) -> None:
         """Put the ECS base fields first, then the record's extras, then error details."""
-        log_data["@timestamp"] = iso_timestamp(record.created)
+        log_data["@timestamp"] = timestamps.utc(record.created, millis=True)
         log_data["log.level"] = record.levelname.lower()
         log_data["log.logger"] = record.name
         super().add_fields(log_data, record, message_dict)

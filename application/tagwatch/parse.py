@@ -6,17 +6,15 @@ authors, mixed-case hashtags, ids as numbers) is handled here, once.
 
 from __future__ import annotations
 
-import calendar
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from tagwatch import timestamps
 from tagwatch.geo import resolve_country
 
 TWITTER_EPOCH_MS = 1288834974657
-_CANONICAL_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 @dataclass(frozen=True)
@@ -145,21 +143,11 @@ def post_country(place: PlaceRow | None, author: UserRow | None) -> tuple[str | 
 
 
 def post_time(created_at: Any, post_id: int) -> tuple[str, int]:
-    """Normalised ISO time and epoch seconds; falls back to the snowflake id's embedded time."""
-    if isinstance(created_at, str) and _CANONICAL_TIME.match(created_at):
-        fields = (
-            created_at[0:4],
-            created_at[5:7],
-            created_at[8:10],
-            created_at[11:13],
-            created_at[14:16],
-            created_at[17:19],
-        )
-        return created_at, calendar.timegm(tuple(map(int, fields)))
+    """Normalised RFC 3339 time (milliseconds, Z) and epoch seconds; else the snowflake id's embedded time."""
     moment = None
     if isinstance(created_at, str):
         try:
-            moment = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+            moment = timestamps.parse(created_at)
         except ValueError:
             moment = None
     if moment is None:
@@ -167,8 +155,7 @@ def post_time(created_at: Any, post_id: int) -> tuple[str, int]:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     moment = moment.astimezone(UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return text, int(moment.timestamp())
+    return timestamps.rfc3339(moment, millis=True), int(moment.timestamp())
 
 
 def _int(value: Any) -> int:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from datetime import datetime
 from typing import Any
 
+from tagwatch import timestamps
 from tagwatch.store import LEASE_NAME, SCHEMA_VERSION, schema_version
 
 
@@ -122,7 +122,7 @@ def readiness(conn: sqlite3.Connection) -> dict[str, Any]:
         last = row["finished_at"] if row else None
     age = None
     if last:
-        age = max(0, int(time.time() - datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp()))
+        age = max(0, int(time.time() - timestamps.to_unix(last)))
     return {
         "schema_version": version,
         "expected_schema_version": SCHEMA_VERSION,

@@ -12,9 +12,9 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
+from tagwatch import timestamps
 from tagwatch.parse import ParsedPage, PostRow, UserRow
 
 BUCKET_SECONDS = 900  # quarter hours: every current UTC offset is a multiple of 15 minutes
@@ -124,12 +124,6 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def utc_now_iso(now: float | None = None) -> str:
-    """ISO 8601 UTC with seconds, the form stored for bookkeeping times."""
-    moment = datetime.fromtimestamp(time.time() if now is None else now, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def get_cursor(conn: sqlite3.Connection, tag: str) -> TagCursor:
     """The tag's stored cursor, or an empty one for a tag never collected."""
     row = conn.execute(
@@ -155,7 +149,7 @@ def save_cursor(conn: sqlite3.Connection, tag: str, cursor: TagCursor) -> None:
             cursor.pending_since_id,
             cursor.pending_next_token,
             cursor.pending_newest_id,
-            utc_now_iso(),
+            timestamps.utc(),
         ),
     )
 
@@ -194,7 +188,7 @@ def write_rows(conn: sqlite3.Connection, page: ParsedPage) -> list[PostRow]:
     )
     upsert_users(conn, page.users)
     new_posts = unseen_posts(conn, page.posts)
-    collected_at = utc_now_iso()
+    collected_at = timestamps.utc()
     conn.executemany(
         "INSERT INTO posts(id, created_at, created_ts, text, lang, author_id, place_id, country,"
         " country_source, collected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -228,7 +222,7 @@ def write_rows(conn: sqlite3.Connection, page: ParsedPage) -> list[PostRow]:
 
 def upsert_users(conn: sqlite3.Connection, users: Sequence[UserRow]) -> None:
     """Insert or refresh users (latest follower count wins) and keep agg_user's copy in step."""
-    now = utc_now_iso()
+    now = timestamps.utc()
     conn.executemany(
         "INSERT INTO users(id, username, name, location, followers, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
@@ -318,11 +312,11 @@ def begin_run(
         conn.execute(
             "UPDATE runs SET status = 'failed', finished_at = ?,"
             " error = 'abandoned: the process running it stopped' WHERE status = 'running'",
-            (utc_now_iso(now),),
+            (timestamps.utc(now),),
         )
         run_id = conn.execute(
             "INSERT INTO runs(started_at, source, trigger, status) VALUES (?, ?, ?, 'running')",
-            (utc_now_iso(now), source, trigger),
+            (timestamps.utc(now), source, trigger),
         ).lastrowid
         conn.executemany("INSERT INTO run_tags(run_id, tag) VALUES (?, ?)", [(run_id, tag) for tag in tags])
         conn.execute(
@@ -365,7 +359,7 @@ def finish_run(conn: sqlite3.Connection, run_id: int, status: str, error: str | 
     with transaction(conn):
         conn.execute(
             "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
-            (status, error, utc_now_iso(), run_id),
+            (status, error, timestamps.utc(), run_id),
         )
         conn.execute(  # tags a stopped or failed run never reached
             "UPDATE run_tags SET status = 'skipped' WHERE run_id = ? AND status = 'pending'", (run_id,)

@@ -159,6 +159,11 @@ def hour_start(ts: int, zone: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(ts, tz=zone).replace(minute=0, second=0, microsecond=0)
 
 
+def rfc3339_label(moment: datetime) -> str:
+    """The API's hour label: an offset, or Z for UTC (RFC 3339)."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def brute_by_hour(times: list[int], zone: ZoneInfo, since: int | None, until: int | None) -> list[dict]:
     """Per-post local hours, zero-filled between the first and last hour (or since/until)."""
     inside = [t for t in times if (since is None or t >= since) and (until is None or t < until)]
@@ -166,10 +171,10 @@ def brute_by_hour(times: list[int], zone: ZoneInfo, since: int | None, until: in
         return []
     low = since if since is not None else min(times)
     high = until - 1 if until is not None else max(times)
-    counts = Counter(hour_start(t, zone).isoformat() for t in inside)
+    counts = Counter(rfc3339_label(hour_start(t, zone)) for t in inside)
     series, moment = [], int(hour_start(low, zone).timestamp())
     while moment <= high:  # in these zones every local hour is 3600 real seconds long
-        label = datetime.fromtimestamp(moment, tz=zone).isoformat()
+        label = rfc3339_label(datetime.fromtimestamp(moment, tz=zone))
         series.append({"hour": label, "count": counts[label]})
         moment += 3600
     return series

@@ -121,22 +121,22 @@ def test_empty_database_answers_empty_summaries(client):
 def test_by_hour_utc_includes_zero_hours_and_counts_each_post_once(client, run_id):
     series = data(client, "/api/v1/posts/by-hour")
     assert len(series) == 18  # 09:00 on the 18th to 02:00 on the 19th
-    assert series[0] == {"hour": "2026-11-18T09:00:00+00:00", "count": 2}
-    assert series[-1] == {"hour": "2026-11-19T02:00:00+00:00", "count": 1}
+    assert series[0] == {"hour": "2026-11-18T09:00:00Z", "count": 2}
+    assert series[-1] == {"hour": "2026-11-19T02:00:00Z", "count": 1}
     assert hours(series) == {
-        "2026-11-18T09:00:00+00:00": 2,
-        "2026-11-18T11:00:00+00:00": 2,
-        "2026-11-18T14:00:00+00:00": 1,
-        "2026-11-19T02:00:00+00:00": 1,
+        "2026-11-18T09:00:00Z": 2,
+        "2026-11-18T11:00:00Z": 2,
+        "2026-11-18T14:00:00Z": 1,
+        "2026-11-19T02:00:00Z": 1,
     }
     assert sum(p["count"] for p in series) == 6  # post 101 has two tracked tags, counted once
 
 
 def test_by_hour_tag(client, run_id):
     assert hours(data(client, "/api/v1/posts/by-hour?tag=SRE")) == {
-        "2026-11-18T09:00:00+00:00": 1,
-        "2026-11-18T11:00:00+00:00": 1,
-        "2026-11-19T02:00:00+00:00": 1,
+        "2026-11-18T09:00:00Z": 1,
+        "2026-11-18T11:00:00Z": 1,
+        "2026-11-19T02:00:00Z": 1,
     }
 
 
@@ -157,11 +157,11 @@ def test_by_hour_since_until_bound_the_series(client, run_id):
         client, "/api/v1/posts/by-hour?since=2026-11-18T10:00:00Z&until=2026-11-18T15:00:00Z&tag=devops"
     )
     assert body["data"] == [
-        {"hour": "2026-11-18T10:00:00+00:00", "count": 0},
-        {"hour": "2026-11-18T11:00:00+00:00", "count": 1},
-        {"hour": "2026-11-18T12:00:00+00:00", "count": 0},
-        {"hour": "2026-11-18T13:00:00+00:00", "count": 0},
-        {"hour": "2026-11-18T14:00:00+00:00", "count": 1},
+        {"hour": "2026-11-18T10:00:00Z", "count": 0},
+        {"hour": "2026-11-18T11:00:00Z", "count": 1},
+        {"hour": "2026-11-18T12:00:00Z", "count": 0},
+        {"hour": "2026-11-18T13:00:00Z", "count": 0},
+        {"hour": "2026-11-18T14:00:00Z", "count": 1},
     ]
     assert body["meta"] == {
         "tag": "devops",
@@ -189,7 +189,7 @@ def test_by_hour_bounds_beyond_the_data_give_zero_hours(client, run_id):
 def test_by_hour_one_bound_is_capped_at_366_days(client, run_id):
     series = data(client, "/api/v1/posts/by-hour?since=2006-01-01")
     assert len(series) == 366 * 24
-    assert series[0]["hour"] == "2006-01-01T00:00:00+00:00"
+    assert series[0]["hour"] == "2006-01-01T00:00:00Z"
 
 
 def test_by_hour_of_day(client, run_id):
@@ -211,7 +211,7 @@ def test_by_hour_of_day(client, run_id):
     ],
 )
 def test_by_hour_across_a_dst_change(client, conn, day, until, rows, one_am):
-    first = datetime.fromisoformat(f"{day}T00:30:00+00:00")
+    first = datetime.fromisoformat(f"{day}T00:30:00Z")
     times = [(first + timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%S.000Z") for h in range(48)]
     page = {"data": [dataset.post(1000 + h, t, ["devops"], "u1", "en") for h, t in enumerate(times)]}
     with store.transaction(conn):

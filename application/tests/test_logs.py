@@ -8,7 +8,8 @@ import logging
 
 from capture import capture_log_lines
 
-from tagwatch.logs import EcsJsonFormatter, configure_logging, dataset_for, iso_timestamp
+from tagwatch.logs import EcsJsonFormatter, configure_logging, dataset_for, event
+from tagwatch.timestamps import utc
 
 REQUIRED = (
     "@timestamp",
@@ -113,4 +114,15 @@ def test_dataset_and_timestamp_helpers():
     assert dataset_for("tagwatch.collector.source") == "tagwatch.collector"
     assert dataset_for("tagwatch.access") == "tagwatch.access"
     assert dataset_for("gunicorn.error") == "tagwatch.app"
-    assert iso_timestamp(0.5) == "1970-01-01T00:00:00.500Z"
+    assert utc(0.5, millis=True) == "1970-01-01T00:00:00.500Z"
+
+
+def test_event_names_fields_the_ecs_way_and_drops_none():
+    extra = event("page_stored", tag="sre", outcome="success", run_id=7, duration_seconds=0.25, skip=None)
+    assert extra == {
+        "event.action": "page_stored",
+        "labels.tag": "sre",
+        "event.outcome": "success",
+        "tagwatch.run_id": 7,
+        "event.duration": 250_000_000,
+    }

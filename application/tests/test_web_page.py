@@ -124,7 +124,7 @@ def make_fake_app(variant: str) -> Flask:
         for i in range(HOURS):
             hour = (FIRST_HOUR + timedelta(hours=i)).astimezone(zone)
             count = (((i * 7) % 11) + (6 if 8 <= i % 24 <= 18 else 0)) * weight if full else 0
-            rows.append({"hour": hour.isoformat(), "count": count})
+            rows.append({"hour": hour.isoformat().replace("+00:00", "Z"), "count": count})
         return jsonify(data=rows, meta={})
 
     @app.get("/api/v1/posts/by-hour-of-day")

@@ -18,8 +18,8 @@ from flask import Blueprint, current_app, request, url_for
 
 from tagwatch import queries
 from tagwatch.api.db import query
+from tagwatch.api.envelope import envelope
 from tagwatch.api.errors import ApiError
-from tagwatch.api.summaries import envelope
 from tagwatch.config import Settings, settings_env
 
 bp = Blueprint("admin", __name__, url_prefix="/api/v1")

@@ -7,8 +7,8 @@ from flask import Blueprint
 from tagwatch import queries
 from tagwatch.api import params
 from tagwatch.api.db import query
+from tagwatch.api.envelope import envelope
 from tagwatch.api.errors import ApiError
-from tagwatch.api.summaries import envelope
 
 bp = Blueprint("posts", __name__, url_prefix="/api/v1")
 

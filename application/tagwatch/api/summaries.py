@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
 from flask import Blueprint, current_app
 
 from tagwatch import aggregates
 from tagwatch.api import params
 from tagwatch.api.cache import cached
 from tagwatch.api.db import query
+from tagwatch.api.envelope import envelope
 
 bp = Blueprint("summaries", __name__, url_prefix="/api/v1")
-
-
-def envelope(data: Any, **meta: Any) -> dict[str, Any]:
-    """The response shape every JSON endpoint shares: data plus meta with generated_at."""
-    return {"data": data, "meta": {**meta, "generated_at": datetime.now(UTC).isoformat(timespec="seconds")}}
 
 
 @bp.get("/users/top")

@@ -12,7 +12,6 @@ import bisect
 import itertools
 import json
 import random
-import time
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
@@ -22,6 +21,7 @@ import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
+from tagwatch import timestamps
 from tagwatch.parse import TWITTER_EPOCH_MS
 
 SAMPLE_BASE_URL = "http://sample.tagwatch.invalid"
@@ -331,4 +331,4 @@ def _seconds(post_id: int) -> float:
 
 
 def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(ms // 1000)) + f"{ms % 1000:03d}Z"
+    return timestamps.utc(ms / 1000, millis=True)

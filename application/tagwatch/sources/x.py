@@ -16,6 +16,7 @@ from typing import Any
 import requests
 
 from tagwatch import metrics
+from tagwatch.logs import event
 from tagwatch.sources.base import Page, SourceError
 
 log = logging.getLogger("tagwatch.collector.source")
@@ -103,7 +104,7 @@ class XClient:
             log.warning(
                 "since_id %s is outside X's 7-day window; searching the whole window instead",
                 since_id,
-                extra={"event.action": "since_id_reset", "labels.tag": tag, "tagwatch.source": self.source},
+                extra=event("since_id_reset", tag=tag, source=self.source),
             )
             return self._page(tag, None, None, max_results)
 
@@ -155,12 +156,7 @@ class XClient:
                 "X request failed (%s); retrying in %.1f s",
                 problem,
                 delay,
-                extra={
-                    "event.action": "source_retry",
-                    "labels.tag": tag,
-                    "tagwatch.source": self.source,
-                    "tagwatch.wait_seconds": round(delay, 3),
-                },
+                extra=event("source_retry", tag=tag, source=self.source, wait_seconds=round(delay, 3)),
             )
             self._sleep(delay)
 
@@ -199,12 +195,7 @@ class XClient:
         log.warning(
             "X rate limit reached; waiting %.0f s for the window to reset",
             wait,
-            extra={
-                "event.action": "rate_limit_wait",
-                "labels.tag": tag,
-                "tagwatch.source": self.source,
-                "tagwatch.wait_seconds": round(wait, 3),
-            },
+            extra=event("rate_limit_wait", tag=tag, source=self.source, wait_seconds=round(wait, 3)),
         )
         if self.on_wait is not None:
             self.on_wait(wait)
