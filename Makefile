@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: help venv run test lint format bench seed up down clean
+.PHONY: help venv run test lint format bench seed env up down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -25,14 +25,14 @@ test: $(STAMP) ## Run the whole test suite
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check application
 	$(BIN)/ruff format --check application
-	$(BIN)/ruff check --config application/pyproject.toml bench
-	$(BIN)/ruff format --config application/pyproject.toml --check bench
+	$(BIN)/ruff check --config application/pyproject.toml bench scripts
+	$(BIN)/ruff format --config application/pyproject.toml --check bench scripts
 
 format: $(STAMP) ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix application
 	$(BIN)/ruff format application
-	$(BIN)/ruff check --config application/pyproject.toml --fix bench
-	$(BIN)/ruff format --config application/pyproject.toml bench
+	$(BIN)/ruff check --config application/pyproject.toml --fix bench scripts
+	$(BIN)/ruff format --config application/pyproject.toml bench scripts
 
 seed: $(STAMP) ## Fill data/tagwatch.db with 100,000 sample posts (POSTS=N to change)
 	$(BIN)/tagwatch seed --posts $${POSTS:-100000}
@@ -40,8 +40,12 @@ seed: $(STAMP) ## Fill data/tagwatch.db with 100,000 sample posts (POSTS=N to ch
 bench: $(STAMP) ## Seed 1M posts, load the API under gunicorn, write docs/performance.md
 	$(BIN)/python bench/run.py
 
-up: ## Start the full Docker stack (needs Docker and a .env)
+env: ## Create .env with generated secrets from .env.example (never overwrites an existing .env)
+	$(PYTHON) scripts/generate-env.py
+
+up: env ## Start the full Docker stack (creates .env on first use)
 	docker compose up -d
+	@echo "Kibana's dashboards follow in a minute or two: docker compose logs -f setup-kibana"
 
 down: ## Stop the Docker stack (keeps volumes; `docker compose down -v` wipes them)
 	docker compose down

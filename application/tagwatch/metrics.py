@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterable
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
+    CONTENT_TYPE_PLAIN_0_0_4,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -100,10 +100,16 @@ def precreate_http(routes: Iterable[tuple[str, str]]) -> None:
         HTTP_DURATION.labels(method=method, route=route)
 
 
+# Text format 0.0.4, not CONTENT_TYPE_LATEST (1.0.0 since prometheus-client 0.26): every scraper
+# parses 0.0.4, while Metricbeat before 8.19.6 fetches nothing for a version it does not know
+# (elastic/beats#47272). The body is the same for tagwatch's names either way.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+
 def render() -> tuple[bytes, str]:
     """The exposition text for this process, or for all gunicorn workers in multiprocess mode."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        return generate_latest(registry), CONTENT_TYPE
+    return generate_latest(REGISTRY), CONTENT_TYPE

@@ -79,3 +79,12 @@ def capture_metric_names() -> set[str]:
     for family in text_string_to_metric_families(_run()[1]):
         names.update(sample.name for sample in family.samples)
     return names
+
+
+def capture_metric_labels() -> dict[str, set[str]]:
+    """Label names per exported sample name (histogram buckets without their `le`)."""
+    labels: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(_run()[1]):
+        for sample in family.samples:
+            labels.setdefault(sample.name, set()).update(set(sample.labels) - {"le"})
+    return labels

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from capture import capture_log_lines, capture_metric_names
+from capture import capture_log_lines, capture_metric_labels, capture_metric_names
 from test_filebeat import flat, ship_line
 from test_metricbeat import families, kept
 
@@ -28,8 +28,11 @@ METRICS_DV = "tagwatch-metrics-dv"
 GRID_COLUMNS = 48
 # Added by libbeat to every event, outside the configured processors.
 LIBBEAT_FIELDS = {"agent.name", "agent.type", "agent.version", "agent.id", "host.name", "ecs.version"}
-# Label names of the metrics contract (common.md).
-METRIC_LABELS = {"method", "route", "status", "tag", "source", "version"}
+# The collector change that ships with issue 11 renames the runs label status -> outcome
+# (tagwatch_collection_runs_total{outcome="success|partial|failed|interrupted"}), and the dashboard
+# reads `outcome`. Until that change is merged, the capture still shows `status`; this stands in for
+# the rename then, and is unused once the capture shows `outcome` (delete it after the merge).
+EXPECTED_LABEL_RENAMES = {"tagwatch_collection_runs_total": ("status", "outcome")}
 NUMERIC_OPERATIONS = {"sum", "average", "min", "max", "median", "percentile", "standard_deviation"}
 
 EXPECTED_PANELS = {
@@ -147,10 +150,29 @@ def log_fields() -> dict[str, Any]:
 
 
 @cache
+def metric_labels() -> dict[str, frozenset[str]]:
+    """Metric family -> the label names tagwatch exports it with (from the captured /metrics)."""
+    samples = capture_metric_labels()
+    labels = {}
+    for family, kind in families(set(samples)).items():
+        names = (
+            [family + suffix for suffix in ("_bucket", "_sum", "_count")] if kind == "histogram" else [family]
+        )
+        found = set().union(*(samples.get(name, set()) for name in names))
+        old, new = EXPECTED_LABEL_RENAMES.get(family, (None, None))
+        if old in found and new not in found:
+            found = found - {old} | {new}
+        labels[family] = frozenset(found)
+    return labels
+
+
+@cache
 def metric_fields() -> dict[str, str]:
     """Field name -> kind ("number", "histogram", "keyword") as Metricbeat's typed layout writes them."""
     fields = {"@timestamp": "date", "service.address": "keyword"}
-    fields |= {f"prometheus.labels.{label}": "keyword" for label in METRIC_LABELS}
+    fields |= {
+        f"prometheus.labels.{label}": "keyword" for names in metric_labels().values() for label in names
+    }
     for family, kind in families(capture_metric_names()).items():
         if not kept(family):
             continue
@@ -311,6 +333,76 @@ def test_metric_operations_fit_the_field_kind() -> None:
             assert operation == "percentile", (field, operation)
         elif operation in NUMERIC_OPERATIONS | {"last_value"}:
             assert kind == "number", (field, operation)
+
+
+def metric_panels() -> list[tuple[str, dict]]:
+    """(title, Lens attributes) of every panel on the metrics data view."""
+    return [
+        (panel["title"], panel["embeddableConfig"]["attributes"])
+        for _, panel in lens_panels()
+        if {use[0] for use in lens_field_uses(panel["embeddableConfig"]["attributes"])} == {METRICS_DV}
+    ]
+
+
+def aggregated_metric_fields(attributes: dict) -> set[str]:
+    """The metric fields a panel's metric columns read (not labels, not buckets)."""
+    return {
+        column["sourceField"]
+        for layer in layers(attributes).values()
+        for column in layer["columns"].values()
+        if not column["isBucketed"]
+        and column.get("sourceField", "").startswith("prometheus.")
+        and not column["sourceField"].startswith("prometheus.labels.")
+    }
+
+
+def top_level_exists(query: str) -> set[str]:
+    """Fields of the `field : *` clauses ANDed at the top level of a KQL query."""
+    clauses, depth, start, masked = [], 0, 0, _QUOTED.sub(lambda m: "_" * len(m.group()), query)
+    for index, char in enumerate(masked):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and masked.startswith(" and ", index):
+            clauses.append(query[start:index])
+            start = index + len(" and ")
+    clauses.append(query[start:])
+    if any(re.search(r"\bor\b", re.sub(r"\([^)]*\)", "", _QUOTED.sub('""', c))) for c in clauses):
+        return set()
+    return {m.group(1) for c in clauses if (m := re.fullmatch(r"\s*([\w.@]+)\s*:\s*\*\s*", c))}
+
+
+def test_top_level_exists_extraction() -> None:
+    assert top_level_exists('a.b : * and not c : ("x and y" or z) and d : *') == {"a.b", "d"}
+    assert top_level_exists("a : * or b : *") == set()
+    assert top_level_exists("not a : *") == set()
+
+
+@pytest.mark.parametrize(("title", "attributes"), metric_panels(), ids=[t for t, _ in metric_panels()])
+def test_metric_panels_keep_only_documents_that_carry_their_metric(title: str, attributes: dict) -> None:
+    # Metricbeat writes one document per label set; a label such as `status` or `source` also sits
+    # on documents of other metrics. Without the exists filter those split the panel into empty
+    # legend entries or, tied at zero, push real series (a `failed` run) out of the top N.
+    fields = aggregated_metric_fields(attributes)
+    assert fields, title
+    assert fields <= top_level_exists(attributes["state"]["query"]["query"]), title
+
+
+@pytest.mark.parametrize(("title", "attributes"), metric_panels(), ids=[t for t, _ in metric_panels()])
+def test_metric_panels_split_only_by_labels_of_their_metric(title: str, attributes: dict) -> None:
+    used = {field.removeprefix("prometheus.labels.") for _, field, _ in lens_field_uses(attributes)}
+    used = {name for name in used if "." not in name and name not in ("@timestamp",)}
+    allowed = set().union(
+        *(metric_labels()[field.split(".")[1]] for field in aggregated_metric_fields(attributes))
+    )
+    assert used <= allowed, f"{title}: labels {used - allowed} are not labels of its metric"
+
+
+def test_runs_panel_splits_by_the_outcome_label() -> None:
+    (attributes,) = [a for title, a in metric_panels() if title == "Collection runs by outcome"]
+    terms = [c for layer in layers(attributes).values() for c in layer["columns"].values() if c["isBucketed"]]
+    assert {c["sourceField"] for c in terms} == {"@timestamp", "prometheus.labels.outcome"}
+    (outcome,) = [c for c in terms if c["sourceField"] == "prometheus.labels.outcome"]
+    assert outcome["params"]["size"] >= 4  # success, partial, failed, interrupted
+    assert "outcome" in metric_labels()["tagwatch_collection_runs_total"]
 
 
 def test_observability_doc_explains_every_panel() -> None:

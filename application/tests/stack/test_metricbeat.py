@@ -14,12 +14,10 @@ from pathlib import Path
 
 import yaml
 from capture import capture_metric_names
+from compose_model import prometheus_targets
 
 REPO = Path(__file__).resolve().parents[3]
 CONFIG = yaml.safe_load((REPO / "metricbeat" / "metricbeat.yml").read_text())
-COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-PROMETHEUS = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
-ENV_EXAMPLE = REPO / ".env.example"
 
 # The contract's metric families (common.md); histograms by their base name.
 CONTRACT_COUNTERS = {
@@ -82,34 +80,15 @@ def module() -> dict:
     return prometheus
 
 
-def env_example() -> dict[str, str]:
-    pairs = re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", ENV_EXAMPLE.read_text(), re.M)
-    return dict(pairs)
-
-
-def compose_interpolate(value: str, env: dict[str, str]) -> str:
-    """${VAR}, ${VAR:-default} and ${VAR:?message} as docker compose resolves them."""
-
-    def one(match: re.Match) -> str:
-        name, op, arg = match.group(1), match.group(2) or "", match.group(3) or ""
-        if env.get(name):
-            return env[name]
-        return arg if op == ":-" else ""
-
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-|:\?)?([^}]*)\}", one, value)
-
-
 def beats_interpolate(value: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: env[m.group(1)], value)
 
 
-def resolved_targets() -> list[str]:
-    env = env_example()
-    container_env = {
-        key: compose_interpolate(str(value), env)
-        for key, value in COMPOSE["services"]["metricbeat"]["environment"].items()
-    }
-    return [beats_interpolate(host, container_env) for host in module()["hosts"]]
+def metricbeat_targets(model: dict) -> list[str]:
+    """The module's hosts with the metricbeat container's environment as compose resolves it."""
+    return [
+        beats_interpolate(host, model["services"]["metricbeat"]["environment"]) for host in module()["hosts"]
+    ]
 
 
 def kept(family: str) -> bool:
@@ -160,25 +139,11 @@ def test_typed_layout_with_counter_rates_is_on() -> None:
     assert module()["metrics_path"] == "/metrics"
 
 
-def test_scrapes_the_same_targets_as_prometheus() -> None:
-    prometheus_targets = [
-        target
-        for job in PROMETHEUS["scrape_configs"]
-        if job["job_name"] in ("tagwatch-api", "tagwatch-collector")
-        for static in job["static_configs"]
-        for target in static["targets"]
-    ]
-    assert resolved_targets() == prometheus_targets == ["api:8000", "collector:9108"]
-
-
-def test_targets_are_the_ports_the_containers_listen_on() -> None:
-    env = env_example()
-    api, collector = resolved_targets()
-    api_ports = [compose_interpolate(p, env) for p in COMPOSE["services"]["api"]["ports"]]
-    assert api_ports[0].endswith(":" + api.split(":")[1])
-    collector_expose = [compose_interpolate(p, env) for p in COMPOSE["services"]["collector"]["expose"]]
-    assert collector_expose == [collector.split(":")[1]]
-    assert "ports" not in COMPOSE["services"]["collector"]
+def test_scrapes_the_same_targets_as_prometheus(resolved: dict) -> None:
+    # Other port values are checked in test_compose.py (test_scrape_targets_follow_the_port_variables).
+    jobs = prometheus_targets(resolved)
+    assert metricbeat_targets(resolved) == jobs["tagwatch-api"] + jobs["tagwatch-collector"]
+    assert metricbeat_targets(resolved) == ["api:8000", "collector:9108"]
 
 
 def test_filters_keep_every_contract_metric_and_drop_created() -> None:
@@ -199,9 +164,9 @@ def test_typed_fields_cover_the_contract() -> None:
         assert f"prometheus.{histogram}.histogram" in fields
 
 
-def test_output_uses_the_metricbeat_writer_from_setup() -> None:
+def test_output_writes_as_the_metricbeat_writer_unless_setup_says_otherwise() -> None:
+    # The running Beat gets no ES_USERNAME (test_compose.py), so it is the writer created by setup.
     output = CONFIG["output.elasticsearch"]
-    assert output["username"] == "metricbeat_internal"
-    assert output["password"] == "${METRICBEAT_INTERNAL_PASSWORD}"
-    assert "METRICBEAT_INTERNAL_PASSWORD" in COMPOSE["services"]["metricbeat"]["environment"]
-    assert "metricbeat_internal" in (REPO / "setup" / "setup.sh").read_text()
+    assert output["username"] == "${ES_USERNAME:metricbeat_internal}"
+    assert output["password"] == "${ES_PASSWORD}"
+    assert "metricbeat_internal" in (REPO / "setup" / "elasticsearch.sh").read_text()

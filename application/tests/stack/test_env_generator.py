@@ -1,0 +1,135 @@
+"""scripts/generate-env.py: .env from .env.example with strong random secrets, never overwriting.
+
+The script is run for real, as `make env` runs it; test_compose.py checks that Compose accepts
+what it writes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from compose_model import ENV_EXAMPLE, REPO, env_values, generate_env, with_values
+
+PASSWORDS = ("ELASTIC_PASSWORD", "KIBANA_SYSTEM_PASSWORD", "FILEBEAT_INTERNAL_PASSWORD")
+PASSWORDS += ("METRICBEAT_INTERNAL_PASSWORD",)
+KEYS = (
+    "KIBANA_SECURITY_ENCRYPTION_KEY",
+    "KIBANA_SAVED_OBJECTS_ENCRYPTION_KEY",
+    "KIBANA_REPORTING_ENCRYPTION_KEY",
+)
+
+
+def secrets_of(text: str) -> dict[str, str]:
+    values = env_values(text)
+    return {name: values[name] for name in (*PASSWORDS, *KEYS)}
+
+
+def test_fills_every_secret_with_a_strong_distinct_value(tmp_path: Path) -> None:
+    result = generate_env(tmp_path)
+    assert result.returncode == 0, result.stderr
+    secrets = secrets_of((tmp_path / ".env").read_text())
+    for name in PASSWORDS:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{32}", secrets[name]), name  # 24 random bytes, URL-safe
+    for name in KEYS:
+        assert re.fullmatch(r"[0-9a-f]{64}", secrets[name]), name  # 32 random bytes
+    assert len(set(secrets.values())) == len(secrets)
+
+
+def test_changes_nothing_but_the_secrets(tmp_path: Path) -> None:
+    assert generate_env(tmp_path).returncode == 0
+    written = (tmp_path / ".env").read_text()
+    assert with_values(written, **dict.fromkeys((*PASSWORDS, *KEYS), "")) == ENV_EXAMPLE.read_text()
+
+
+def test_two_runs_never_share_a_secret(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    assert generate_env(first).returncode == generate_env(second).returncode == 0
+    a, b = secrets_of((first / ".env").read_text()), secrets_of((second / ".env").read_text())
+    assert not set(a.values()) & set(b.values())
+
+
+def test_new_env_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    assert generate_env(tmp_path).returncode == 0
+    assert (tmp_path / ".env").stat().st_mode & 0o777 == 0o600
+
+
+def test_says_where_the_elastic_password_is_and_prints_no_secret(tmp_path: Path) -> None:
+    result = generate_env(tmp_path)
+    output = result.stdout + result.stderr
+    assert f"ELASTIC_PASSWORD line of {tmp_path / '.env'}" in output
+    for value in secrets_of((tmp_path / ".env").read_text()).values():
+        assert value not in output
+
+
+def test_never_overwrites_an_existing_env(tmp_path: Path) -> None:
+    assert generate_env(tmp_path).returncode == 0
+    env_file = tmp_path / ".env"
+    mine = env_file.read_text() + "# my own line\n"
+    env_file.write_text(mine)
+    before = env_file.stat().st_mtime_ns
+
+    result = generate_env(tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "left unchanged" in result.stdout
+    assert env_file.read_text() == mine
+    assert env_file.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"ELASTIC_PASSWORD": "changeme"}, ["ELASTIC_PASSWORD"]),
+        ({"FILEBEAT_INTERNAL_PASSWORD": "short-but-15-ch"}, ["FILEBEAT_INTERNAL_PASSWORD"]),
+        (
+            {"KIBANA_REPORTING_ENCRYPTION_KEY": "x" * 31, "KIBANA_SYSTEM_PASSWORD": ""},
+            KEYS[2:] + PASSWORDS[1:2],
+        ),
+    ],
+)
+def test_names_weak_secrets_of_an_existing_env_without_touching_it(
+    tmp_path: Path, changes: dict[str, str], named: list[str]
+) -> None:
+    assert generate_env(tmp_path).returncode == 0
+    env_file = tmp_path / ".env"
+    weak = with_values(env_file.read_text(), **changes)
+    env_file.write_text(weak)
+
+    result = generate_env(tmp_path)
+
+    assert result.returncode == 1
+    assert env_file.read_text() == weak
+    for name in (*PASSWORDS, *KEYS):
+        assert (name in result.stderr) == (name in named), name
+
+
+def test_an_env_from_before_the_kibana_keys_is_refused_by_name(tmp_path: Path) -> None:
+    assert generate_env(tmp_path).returncode == 0
+    env_file = tmp_path / ".env"
+    env_file.write_text(re.sub(r"^KIBANA_\w+_ENCRYPTION_KEY=.*\n", "", env_file.read_text(), flags=re.M))
+
+    result = generate_env(tmp_path)
+
+    assert result.returncode == 1
+    assert all(name in result.stderr for name in KEYS)
+
+
+@pytest.mark.skipif(not shutil.which("make"), reason="needs make")
+def test_make_up_creates_env_before_starting_compose() -> None:
+    result = subprocess.run(
+        ["make", "--dry-run", "up"], cwd=REPO, capture_output=True, text=True, check=True, env=os.environ
+    )
+    commands = [line.strip() for line in result.stdout.splitlines()]
+    generator = next(i for i, c in enumerate(commands) if c.endswith("scripts/generate-env.py"))
+    assert commands[generator + 1] == "docker compose up -d"
+
+
+def test_env_is_ignored_by_git() -> None:
+    result = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=REPO, check=False)
+    assert result.returncode == 0
