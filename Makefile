@@ -4,10 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: help venv run test lint format bench seed env up down clean
+.PHONY: help venv run test lint format bench seed env up down clean k8s-check k8s-generate
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 $(STAMP): application/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,14 +25,14 @@ test: $(STAMP) ## Run the whole test suite
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check application
 	$(BIN)/ruff format --check application
-	$(BIN)/ruff check --config application/pyproject.toml bench scripts
-	$(BIN)/ruff format --config application/pyproject.toml --check bench scripts
+	$(BIN)/ruff check --config application/pyproject.toml bench scripts deploy/kubernetes
+	$(BIN)/ruff format --config application/pyproject.toml --check bench scripts deploy/kubernetes
 
 format: $(STAMP) ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix application
 	$(BIN)/ruff format application
-	$(BIN)/ruff check --config application/pyproject.toml --fix bench scripts
-	$(BIN)/ruff format --config application/pyproject.toml bench scripts
+	$(BIN)/ruff check --config application/pyproject.toml --fix bench scripts deploy/kubernetes
+	$(BIN)/ruff format --config application/pyproject.toml bench scripts deploy/kubernetes
 
 seed: $(STAMP) ## Fill data/tagwatch.db with 100,000 sample posts (POSTS=N to change)
 	$(BIN)/tagwatch seed --posts $${POSTS:-100000}
@@ -50,5 +50,21 @@ up: env ## Start the full Docker stack (creates .env on first use)
 down: ## Stop the Docker stack (keeps volumes; `docker compose down -v` wipes them)
 	docker compose down
 
+# Kubernetes manifests (deploy/kubernetes): pinned tools in a git-ignored venv of their own, so
+# checkov's dependencies never touch the project's.
+K8S_TOOLS := deploy/kubernetes/.tools
+K8S_STAMP := $(K8S_TOOLS)/.installed
+
+$(K8S_STAMP): deploy/kubernetes/requirements.txt application/pyproject.toml
+	test -x $(K8S_TOOLS)/bin/python || $(PYTHON) -m venv $(K8S_TOOLS)
+	$(K8S_TOOLS)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir -r deploy/kubernetes/requirements.txt -e application
+	touch $(K8S_STAMP)
+
+k8s-generate: $(K8S_STAMP) ## Regenerate deploy/kubernetes from prometheus/, filebeat/, metricbeat/, kibana/
+	$(K8S_TOOLS)/bin/python deploy/kubernetes/generate.py
+
+k8s-check: $(K8S_STAMP) ## Render every Kubernetes overlay; validate schemas, policies, cross-checks
+	$(K8S_TOOLS)/bin/pytest -q deploy/kubernetes/tests
+
 clean: ## Remove the venv, local data and build output
-	rm -rf $(VENV) data build
+	rm -rf $(VENV) $(K8S_TOOLS) data build

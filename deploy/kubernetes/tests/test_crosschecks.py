@@ -1,0 +1,387 @@
+"""The manifests against the application they deploy: routes and ports, environment variables,
+pinned images, one collector, and the observability wiring."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import copy
+import re
+from collections.abc import Iterator
+
+import pytest
+import yaml
+from manifests import (
+    K8S,
+    REPO,
+    container,
+    container_env,
+    find,
+    one,
+    port_number,
+    render,
+    secret_template_keys,
+    workloads,
+)
+from tagwatch.app import create_app
+from tagwatch.config import Settings
+
+PACKAGE = REPO / "application" / "tagwatch"
+ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+ENVIRON_NAMES = {"env", "environ", "os.environ"}
+
+
+def _is_environ(node: ast.AST) -> bool:
+    return ast.unparse(node) in ENVIRON_NAMES
+
+
+def _names_in_call(call: ast.Call) -> Iterator[str]:
+    func = call.func
+    # os.environ.get("X") / env.get("X") / os.environ.setdefault("X", ...) / os.getenv("X")
+    on_environ = isinstance(func, ast.Attribute) and _is_environ(func.value)
+    if on_environ or ast.unparse(func) == "os.getenv":
+        args = call.args[:1]
+    # helpers called with the mapping, then the name, as config.py does: _int(env, "PORT", 8000, ...)
+    else:
+        args = [b for a, b in zip(call.args, call.args[1:], strict=False) if _is_environ(a)]
+    for arg in args:
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and ENV_NAME.match(arg.value):
+            yield arg.value
+
+
+def app_env_vars() -> set[str]:
+    """Every environment variable the tagwatch package reads, found in its source (so variables
+    added later by anyone are picked up): lookups on os.environ or an `env` mapping, and names
+    passed to helpers together with that mapping."""
+    names: set[str] = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                names.update(_names_in_call(node))
+            elif (
+                isinstance(node, ast.Subscript)
+                and _is_environ(node.value)
+                and isinstance(node.slice, ast.Constant)
+                and isinstance(node.slice.value, str)
+            ):
+                names.add(node.slice.value)
+    return names
+
+
+class _RecordingEnv(dict):
+    """An empty environment that remembers every name looked up in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key, default=None):
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        self.asked.add(key)
+        return super().__contains__(key)
+
+
+def documented_not_set() -> set[str]:
+    """Variables README.md lists under "Variables the manifests leave unset"."""
+    readme = (K8S / "README.md").read_text()
+    section = readme.split("### Variables the manifests leave unset", 1)[1].split("\n#", 1)[0]
+    return set(re.findall(r"^\| `([A-Z0-9_]+)` \|", section, flags=re.M))
+
+
+def tagwatch_containers(objects: list[dict]) -> dict[str, dict]:
+    """The api and collector containers of an overlay."""
+    return {
+        "api": container(one(objects, "Deployment", "tagwatch-api")["spec"]["template"], "api"),
+        "collector": container(
+            one(objects, "Deployment", "tagwatch-collector")["spec"]["template"], "collector"
+        ),
+    }
+
+
+def test_source_scan_finds_every_variable_config_reads() -> None:
+    recorder = _RecordingEnv()
+    Settings.from_env(recorder)
+    found = app_env_vars()
+    assert recorder.asked <= found, f"the scan missed {recorder.asked - found}"
+    assert {"PORT", "TAGWATCH_METRICS_PORT", "PROMETHEUS_MULTIPROC_DIR"} <= found
+
+
+def test_every_variable_the_app_reads_is_set_or_documented(objects: list[dict]) -> None:
+    set_here = set().union(*(container_env(objects, c) for c in tagwatch_containers(objects).values()))
+    missing = app_env_vars() - set_here - documented_not_set()
+    assert missing == set(), (
+        f"{sorted(missing)}: set them in base/configmap.yaml (or secret.example.yaml for secrets), or list "
+        "them in README.md under 'Variables the manifests leave unset' with the reason"
+    )
+
+
+def test_documented_unset_variables_are_really_read_by_the_app() -> None:
+    assert documented_not_set() <= app_env_vars()
+
+
+def test_container_environment_passes_the_apps_own_validation(objects: list[dict]) -> None:
+    containers = tagwatch_containers(objects)
+    api = Settings.from_env(container_env(objects, containers["api"]))
+    collector = Settings.from_env(container_env(objects, containers["collector"]))
+    assert api.port == port_number(containers["api"], "http")
+    assert collector.metrics_port == port_number(containers["collector"], "metrics")
+
+
+def _app_routes() -> dict[str, set[str]]:
+    app = create_app(Settings())
+    return {rule.rule: set(rule.methods) for rule in app.url_map.iter_rules()}
+
+
+def test_api_probes_hit_real_get_routes_on_the_port_the_app_listens_on(objects: list[dict]) -> None:
+    api = tagwatch_containers(objects)["api"]
+    port = Settings.from_env(container_env(objects, api)).port
+    routes = _app_routes()
+    probes = {kind: api[kind]["httpGet"] for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
+    assert probes["livenessProbe"]["path"] == "/healthz"
+    assert probes["readinessProbe"]["path"] == "/readyz"
+    for probe in probes.values():
+        assert "GET" in routes.get(probe["path"], set()), f"{probe['path']} is not a GET route of the app"
+        assert port_number(api, probe["port"]) == port
+
+
+def test_collector_probes_its_metrics_port(objects: list[dict]) -> None:
+    collector = tagwatch_containers(objects)["collector"]
+    port = Settings.from_env(container_env(objects, collector)).metrics_port
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert collector[kind]["httpGet"]["path"] == "/metrics"
+        assert port_number(collector, collector[kind]["httpGet"]["port"]) == port
+
+
+def test_services_and_monitors_point_at_named_container_ports(objects: list[dict]) -> None:
+    for component, port_name in (("api", "http"), ("collector", "metrics")):
+        service = one(objects, "Service", f"tagwatch-{component}")
+        spec = tagwatch_containers(objects)[component]
+        assert [p["targetPort"] for p in service["spec"]["ports"]] == [port_name]
+        port_number(spec, port_name)
+        monitor = one(objects, "ServiceMonitor", f"tagwatch-{component}")
+        assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+        assert [e["port"] for e in monitor["spec"]["endpoints"]] == [
+            p["name"] for p in service["spec"]["ports"]
+        ]
+        assert all(e["path"] == "/metrics" for e in monitor["spec"]["endpoints"])
+    assert "GET" in _app_routes()["/metrics"]
+
+
+def test_prometheus_jobs_are_the_ones_the_rules_select(objects: list[dict]) -> None:
+    # The Prometheus Operator names a ServiceMonitor's job after the Service (or its jobLabel).
+    jobs = set()
+    for monitor in find(objects, "ServiceMonitor"):
+        services = [
+            s
+            for s in find(objects, "Service")
+            if monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()
+        ]
+        label = monitor["spec"].get("jobLabel")
+        jobs |= {s["metadata"]["labels"][label] if label else s["metadata"]["name"] for s in services}
+    rules = (REPO / "prometheus" / "rules" / "tagwatch.yml").read_text()
+    assert set(re.findall(r'job="([^"]+)"', rules)) == jobs
+
+
+def images(objects: list[dict]) -> list[str]:
+    """Every container image an overlay names, including the CloudNativePG image."""
+    found = [
+        c["image"]
+        for _, t in workloads(objects)
+        for c in t["spec"].get("containers", []) + t["spec"].get("initContainers", [])
+    ]
+    found += [o["spec"]["imageName"] for o in find(objects, "Cluster") if "imageName" in o["spec"]]
+    return found
+
+
+def unpinned(image: str) -> bool:
+    """True unless the image names a digest or a version tag (not latest)."""
+    if "@sha256:" in image:
+        return False
+    name, _, tag = image.rpartition(":")
+    return not name or "/" in tag or tag in ("", "latest")
+
+
+def test_every_image_is_pinned(objects: list[dict]) -> None:
+    assert images(objects), "no images found"
+    assert [i for i in images(objects) if unpinned(i)] == []
+    tagwatch = {c["image"] for c in tagwatch_containers(objects).values()}
+    assert tagwatch == {"ghcr.io/your-org/tagwatch:0.2.0"}, (
+        "the kustomize images: entry must rewrite `tagwatch`"
+    )
+
+
+@pytest.mark.parametrize(
+    ("image", "bad"),
+    [
+        ("tagwatch", True),
+        ("x/tagwatch:latest", True),
+        ("localhost:5000/tagwatch", True),
+        ("x/tagwatch:0.2.0", False),
+        ("x/tagwatch@sha256:" + "a" * 64, False),
+    ],
+)
+def test_unpinned_recognises_floating_images(image: str, bad: bool) -> None:
+    assert unpinned(image) is bad
+
+
+def elastic_version() -> str:
+    return re.search(r"^ELASTIC_VERSION=(\S+)$", (REPO / ".env.example").read_text(), re.M).group(1)
+
+
+def test_elastic_stack_uses_the_projects_one_elastic_version(objects: list[dict]) -> None:
+    versions = {
+        o["spec"]["version"] for o in objects if o["apiVersion"].split("/")[0].endswith("k8s.elastic.co")
+    }
+    versions |= {i.rpartition(":")[2] for i in images(objects) if i.startswith("docker.elastic.co/")}
+    assert versions == {elastic_version()}
+
+
+def collector_scaling_problems(objects: list[dict]) -> list[str]:
+    """Why the manifests might ever run more than one collector (empty: they cannot)."""
+    problems = []
+    runs_collect = [
+        (o, t)
+        for o, t in workloads(objects)
+        if any("collect" in (c.get("command", []) + c.get("args", [])) for c in t["spec"]["containers"])
+    ]
+    names = [o["metadata"]["name"] for o, _ in runs_collect]
+    if names != ["tagwatch-collector"]:
+        problems.append(f"workloads running `tagwatch collect`: {names}")
+    for obj, template in runs_collect:
+        if obj["kind"] != "Deployment" or obj["spec"].get("replicas") != 1:
+            problems.append(f"{obj['kind']}/{obj['metadata']['name']} is not a Deployment with replicas: 1")
+        if obj["spec"].get("strategy", {}).get("type") != "Recreate":
+            problems.append(f"{obj['metadata']['name']} does not use strategy Recreate")
+        labels = template["metadata"]["labels"].items()
+        for scaler in objects:
+            target = scaler.get("spec", {}).get("scaleTargetRef", {})
+            if target.get("name") == obj["metadata"]["name"]:
+                problems.append(f"{scaler['kind']}/{scaler['metadata']['name']} scales the collector")
+        for pdb in find(objects, "PodDisruptionBudget"):
+            if pdb["spec"]["selector"].get("matchLabels", {}).items() <= labels:
+                problems.append(f"PodDisruptionBudget/{pdb['metadata']['name']} selects the collector")
+    return problems
+
+
+def test_collector_can_never_exceed_one(objects: list[dict]) -> None:
+    assert collector_scaling_problems(objects) == []
+
+
+@pytest.mark.parametrize("breakage", ["replicas", "rolling", "hpa", "second", "pdb"])
+def test_collector_check_catches_each_way_to_scale_it(breakage: str) -> None:
+    objects = render("postgres")
+    collector = one(objects, "Deployment", "tagwatch-collector")
+    if breakage == "replicas":
+        collector["spec"]["replicas"] = 2
+    elif breakage == "rolling":
+        collector["spec"]["strategy"] = {"type": "RollingUpdate"}
+    elif breakage == "hpa":
+        hpa = copy.deepcopy(one(objects, "HorizontalPodAutoscaler", "tagwatch-api"))
+        hpa["spec"]["scaleTargetRef"]["name"] = "tagwatch-collector"
+        objects.append(hpa)
+    elif breakage == "second":
+        second = copy.deepcopy(collector)
+        second["metadata"]["name"] = "tagwatch-collector-2"
+        objects.append(second)
+    else:
+        pdb = copy.deepcopy(one(objects, "PodDisruptionBudget", "tagwatch-api"))
+        pdb["spec"]["selector"]["matchLabels"] = {"app.kubernetes.io/component": "collector"}
+        objects.append(pdb)
+    assert collector_scaling_problems(objects) != []
+
+
+def test_only_the_api_gets_the_multiprocess_metrics_folder_on_an_emptydir(objects: list[dict]) -> None:
+    containers = tagwatch_containers(objects)
+    assert "PROMETHEUS_MULTIPROC_DIR" not in container_env(objects, containers["collector"])
+    folder = container_env(objects, containers["api"])["PROMETHEUS_MULTIPROC_DIR"]
+    pod = one(objects, "Deployment", "tagwatch-api")["spec"]["template"]["spec"]
+    empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+    mounts = {m["mountPath"]: m["name"] for m in containers["api"]["volumeMounts"]}
+    assert mounts.get(folder) in empty_dirs
+    assert mounts.get("/tmp") in empty_dirs  # noqa: S108 (the pod's /tmp, not this machine's)
+
+
+def test_tagwatch_pods_meet_the_restricted_pod_security_level(objects: list[dict]) -> None:
+    for obj, template in workloads(objects):
+        if obj["metadata"]["name"] not in ("tagwatch-api", "tagwatch-collector", "tagwatch-kibana-setup"):
+            continue
+        pod = template["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for spec in pod["containers"]:
+            ctx = spec["securityContext"]
+            assert ctx["allowPrivilegeEscalation"] is False and ctx["readOnlyRootFilesystem"] is True
+            assert ctx["capabilities"] == {"drop": ["ALL"]}
+            assert spec["resources"]["requests"] and spec["resources"]["limits"]
+
+
+def test_api_has_the_shape_the_issue_asks_for_outside_sqlite() -> None:
+    for overlay in ("postgres", "postgres-cnpg"):
+        objects = render(overlay)
+        api = one(objects, "Deployment", "tagwatch-api")
+        hpa = one(objects, "HorizontalPodAutoscaler", "tagwatch-api")
+        assert api["spec"]["replicas"] >= 2 and hpa["spec"]["minReplicas"] >= 2
+        assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+        assert one(objects, "PodDisruptionBudget", "tagwatch-api")["spec"]["maxUnavailable"] == 1
+
+
+def test_sqlite_overlay_keeps_both_pods_on_the_volumes_node() -> None:
+    objects = render("sqlite")
+    assert find(objects, "HorizontalPodAutoscaler") == [] and find(objects, "PodDisruptionBudget") == []
+    assert one(objects, "PersistentVolumeClaim", "tagwatch-data")["spec"]["accessModes"] == ["ReadWriteOnce"]
+    api_env = container_env(objects, tagwatch_containers(objects)["api"])
+    assert one(objects, "Deployment", "tagwatch-api")["spec"]["replicas"] == 1
+    for name in ("tagwatch-api", "tagwatch-collector"):
+        template = one(objects, "Deployment", name)["spec"]["template"]
+        pod = template["spec"]
+        claims = {
+            v["name"]
+            for v in pod["volumes"]
+            if v.get("persistentVolumeClaim", {}).get("claimName") == "tagwatch-data"
+        }
+        mount = next(m["mountPath"] for m in pod["containers"][0]["volumeMounts"] if m["name"] in claims)
+        assert Settings.from_env(api_env).db_path.startswith(mount + "/")
+        [term] = pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert term["topologyKey"] == "kubernetes.io/hostname"
+        # Each pod matches the term itself, so the first may start alone and the other follows.
+        assert term["labelSelector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+
+
+def test_postgres_overlays_take_the_database_url_from_a_secret() -> None:
+    assert "TAGWATCH_DATABASE_URL" in secret_template_keys()
+    objects = render("postgres-cnpg")
+    for spec in tagwatch_containers(objects).values():
+        [ref] = [e for e in spec["env"] if e["name"] == "TAGWATCH_DATABASE_URL"]
+        assert ref["valueFrom"]["secretKeyRef"] == {"name": "tagwatch-db-app", "key": "uri"}
+    cluster = one(objects, "Cluster", "tagwatch-db")
+    assert cluster["spec"]["bootstrap"]["initdb"]["database"] == "tagwatch"
+    for overlay in ("postgres", "postgres-cnpg"):
+        assert find(render(overlay), "PersistentVolumeClaim") == []
+
+
+def beat_config(objects: list[dict], beat: str) -> dict:
+    """The beat.yml a Beat runs with, decoded from the rendered Secret its configRef names."""
+    secret = one(objects, "Beat", beat)["spec"]["configRef"]["secretName"]
+    return yaml.safe_load(base64.b64decode(one(objects, "Secret", secret)["data"]["beat.yml"]))
+
+
+@pytest.mark.parametrize(
+    ("beat", "key"), [("tagwatch-filebeat", "filebeat"), ("tagwatch-metricbeat", "metricbeat")]
+)
+def test_beats_autodiscover_the_labels_the_tagwatch_pods_carry(
+    objects: list[dict], beat: str, key: str
+) -> None:
+    [provider] = beat_config(objects, beat)[f"{key}.autodiscover"]["providers"]
+    assert provider["type"] == "kubernetes" and provider["namespace"] == "${POD_NAMESPACE}"
+    [(field, value)] = provider["templates"][0]["condition"]["equals"].items()
+    label = field.removeprefix("kubernetes.labels.")
+    for name in ("tagwatch-api", "tagwatch-collector"):
+        assert one(objects, "Deployment", name)["spec"]["template"]["metadata"]["labels"][label] == value
