@@ -6,6 +6,7 @@ instead of surfacing later as a traceback deep inside a collection run.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -25,14 +26,19 @@ DEFAULT_TAGS = (
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _TAG_RE = re.compile(r"^[0-9A-Za-z_]{1,100}$")
+_LABEL = r"[0-9A-Za-z]([0-9A-Za-z-]{0,62})"
+_HOSTNAME_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable and the expected form."""
 
-    def __init__(self, variable: str, expected: str, got: str | None = None) -> None:
+    def __init__(
+        self, variable: str, expected: str, got: str | None = None, reason: str | None = None
+    ) -> None:
         shown = "" if got is None else f", got {got!r}"
-        super().__init__(f"{variable} must be {expected}{shown}")
+        why = "" if reason is None else f" ({reason})"
+        super().__init__(f"{variable} must be {expected}{shown}{why}")
         self.variable = variable
 
 
@@ -51,6 +57,7 @@ class Settings:
     admin_token: str | None = field(default=None, repr=False)
     metrics_port: int = 9108
     port: int = 8000
+    host: str = "127.0.0.1"
     web_concurrency: int = 2
 
     @classmethod
@@ -61,9 +68,9 @@ class Settings:
         source = _choice(env, "TAGWATCH_SOURCE", ("x", "sample"), "x" if token else "sample")
         if source == "x" and not token:
             raise ConfigError("X_BEARER_TOKEN", "set when TAGWATCH_SOURCE=x (an X API v2 bearer token)")
-        return cls(
+        settings = cls(
             db_path=_optional(env, "TAGWATCH_DB") or cls.db_path,
-            tags=parse_tags(env.get("TAGWATCH_TAGS", "")) or DEFAULT_TAGS,
+            tags=_tags(env),
             source=source,
             x_bearer_token=token,
             x_api_base_url=_url(env, "X_API_BASE_URL", cls.x_api_base_url),
@@ -74,7 +81,11 @@ class Settings:
             metrics_port=_int(env, "TAGWATCH_METRICS_PORT", 9108, 0, 65535),
             port=_int(env, "PORT", 8000, 1, 65535),
             web_concurrency=_int(env, "WEB_CONCURRENCY", 2, 1, 64),
+            host=_host(env, "TAGWATCH_HOST", cls.host),
         )
+        if settings.metrics_port == settings.port:
+            raise ConfigError("TAGWATCH_METRICS_PORT", f"different from PORT ({settings.port}) or 0")
+        return settings
 
 
 def parse_tags(raw: str) -> tuple[str, ...]:
@@ -91,6 +102,31 @@ def parse_tags(raw: str) -> tuple[str, ...]:
         if tag not in tags:
             tags.append(tag)
     return tuple(tags)
+
+
+def _tags(env: Mapping[str, str]) -> tuple[str, ...]:
+    """TAGWATCH_TAGS: unset or blank means the defaults; a list that parses to nothing is an error."""
+    raw = env.get("TAGWATCH_TAGS", "").strip()
+    if not raw:
+        return DEFAULT_TAGS
+    tags = parse_tags(raw)
+    if not tags:
+        raise ConfigError("TAGWATCH_TAGS", "at least one hashtag (leave it unset for the defaults)", raw)
+    return tags
+
+
+def _host(env: Mapping[str, str], name: str, default: str) -> str:
+    """An IP address or a host name to bind; nothing else."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        pass
+    if not _HOSTNAME_RE.match(raw):
+        raise ConfigError(name, "an IP address or host name to listen on, such as 127.0.0.1 or 0.0.0.0", raw)
+    return raw
 
 
 def _optional(env: Mapping[str, str], name: str) -> str | None:
@@ -130,19 +166,3 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
     if not re.match(r"^https?://[^\s/]+", raw):
         raise ConfigError(name, "an http(s) URL such as https://api.x.com", raw)
     return raw.rstrip("/")
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """Environment variables that reproduce `settings` in a child process (secrets included, never logged)."""
-    env = {
-        "TAGWATCH_DB": settings.db_path,
-        "TAGWATCH_TAGS": ",".join(settings.tags),
-        "TAGWATCH_SOURCE": settings.source,
-        "X_API_BASE_URL": settings.x_api_base_url,
-        "TAGWATCH_MAX_POSTS_PER_TAG": str(settings.max_posts_per_tag),
-        "TAGWATCH_COLLECT_INTERVAL": str(settings.collect_interval),
-        "LOG_LEVEL": settings.log_level,
-    }
-    if settings.x_bearer_token:
-        env["X_BEARER_TOKEN"] = settings.x_bearer_token
-    return env

@@ -21,6 +21,12 @@ BUCKET_SECONDS = 900  # quarter hours: every current UTC offset is a multiple of
 ALL_TAGS = ""  # aggregate rows under this tag count each post once
 LEASE_NAME = "collect"
 LEASE_TTL_SECONDS = 120.0
+#: the long-running collector looks for run requests every tick, writes its heartbeat every
+#: HEARTBEAT_SECONDS (5 ticks), and counts as alive while its last heartbeat is younger than three beats
+TICK_SECONDS = 1.0
+HEARTBEAT_SECONDS = 5 * TICK_SECONDS
+COLLECTOR_ALIVE_SECONDS = 3 * HEARTBEAT_SECONDS
+REQUEST_TTL_SECONDS = 30.0  # an open run request older than this was never served: it expires
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -56,6 +62,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE lease(name TEXT PRIMARY KEY, run_id INTEGER, holder TEXT NOT NULL,
             expires_at REAL NOT NULL)""",
     ),
+    (  # run requests (POST /api/v1/collect) and the heartbeat of long-running collectors
+        """CREATE TABLE run_requests(id INTEGER PRIMARY KEY AUTOINCREMENT, requested_at TEXT NOT NULL,
+            requested_ts REAL NOT NULL, status TEXT NOT NULL DEFAULT 'pending', claimed_by TEXT,
+            claimed_at TEXT, run_id INTEGER)""",
+        # at most one open request: every open row has the same indexed value (1)
+        """CREATE UNIQUE INDEX run_requests_one_open ON run_requests(status IN ('pending', 'claimed'))
+            WHERE status IN ('pending', 'claimed')""",
+        # the claimed request learns its run id in the transaction that creates the run
+        """CREATE TRIGGER run_requests_link_run AFTER INSERT ON runs WHEN NEW.trigger = 'api' BEGIN
+            UPDATE run_requests SET status = 'started', run_id = NEW.id WHERE status = 'claimed'; END""",
+        """CREATE TABLE collectors(holder TEXT PRIMARY KEY, started_at TEXT NOT NULL,
+            beat_ts REAL NOT NULL)""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -68,6 +87,25 @@ class TagCursor:
     pending_since_id: str | None = None
     pending_next_token: str | None = None
     pending_newest_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A run request: pending → claimed → started (with run_id), or rejected / withdrawn / expired."""
+
+    id: int
+    status: str
+    run_id: int | None = None
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    """What asking for a run got: `created` (request_id), `running` (run_id), `requested` (the open
+    request's request_id) or `no-collector`."""
+
+    kind: str
+    request_id: int | None = None
+    run_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +149,8 @@ def init_db(path: str | Path) -> int:
         version = schema_version(conn)
         for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
             with transaction(conn):
+                if schema_version(conn) >= number:  # another process migrated meanwhile
+                    continue
                 for statement in statements:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number}")
@@ -365,3 +405,91 @@ def finish_run(conn: sqlite3.Connection, run_id: int, status: str, error: str | 
             "UPDATE run_tags SET status = 'skipped' WHERE run_id = ? AND status = 'pending'", (run_id,)
         )
         conn.execute("DELETE FROM lease WHERE name = ? AND run_id = ?", (LEASE_NAME, run_id))
+
+
+def live_run_id(conn: sqlite3.Connection, now: float | None = None) -> int | None:
+    """The id of the run holding an unexpired collection lease, if any."""
+    now = time.time() if now is None else now
+    row = conn.execute("SELECT run_id, expires_at FROM lease WHERE name = ?", (LEASE_NAME,)).fetchone()
+    return row["run_id"] if row and row["expires_at"] > now else None
+
+
+def request_run(conn: sqlite3.Connection, now: float | None = None) -> RequestOutcome:
+    """Record a run request unless a run is going, a request is open or no collector is alive."""
+    now = time.time() if now is None else now
+    with transaction(conn):
+        conn.execute(
+            "UPDATE run_requests SET status = 'expired'"
+            " WHERE status IN ('pending', 'claimed') AND requested_ts < ?",
+            (now - REQUEST_TTL_SECONDS,),
+        )
+        running = live_run_id(conn, now)
+        if running is not None:
+            return RequestOutcome("running", run_id=running)
+        row = conn.execute("SELECT id FROM run_requests WHERE status IN ('pending', 'claimed')").fetchone()
+        if row is not None:
+            return RequestOutcome("requested", request_id=row["id"])
+        if not collector_alive(conn, now):
+            return RequestOutcome("no-collector")
+        request_id = conn.execute(
+            "INSERT INTO run_requests(requested_at, requested_ts) VALUES (?, ?)", (timestamps.utc(now), now)
+        ).lastrowid
+    return RequestOutcome("created", request_id=int(request_id))
+
+
+def get_run_request(conn: sqlite3.Connection, request_id: int) -> RunRequest | None:
+    """One run request, or None."""
+    row = conn.execute("SELECT id, status, run_id FROM run_requests WHERE id = ?", (request_id,)).fetchone()
+    return RunRequest(row["id"], row["status"], row["run_id"]) if row else None
+
+
+def withdraw_run_request(conn: sqlite3.Connection, request_id: int) -> bool:
+    """Take back a request no collector has claimed yet; False if one already has."""
+    cursor = conn.execute(
+        "UPDATE run_requests SET status = 'withdrawn' WHERE id = ? AND status = 'pending'", (request_id,)
+    )
+    return cursor.rowcount == 1
+
+
+def claim_run_request(conn: sqlite3.Connection, holder: str) -> int | None:
+    """Claim the pending run request, if any (only a read when there is none: idle ticks write nothing)."""
+    row = conn.execute("SELECT id FROM run_requests WHERE status = 'pending' ORDER BY id LIMIT 1").fetchone()
+    if row is None:
+        return None
+    cursor = conn.execute(
+        "UPDATE run_requests SET status = 'claimed', claimed_by = ?, claimed_at = ?"
+        " WHERE id = ? AND status = 'pending'",
+        (holder, timestamps.utc(), row["id"]),
+    )
+    return row["id"] if cursor.rowcount == 1 else None
+
+
+def settle_run_request(conn: sqlite3.Connection, request_id: int, run_id: int, started: bool) -> None:
+    """After the run: `started` with its run, or `rejected` naming the run that held the lease."""
+    conn.execute(
+        "UPDATE run_requests SET status = ?, run_id = ? WHERE id = ?",
+        ("started" if started else "rejected", run_id, request_id),
+    )
+
+
+def beat(conn: sqlite3.Connection, holder: str, started_at: str, now: float | None = None) -> None:
+    """Record that the collector `holder` is alive and looking for run requests."""
+    conn.execute(
+        "INSERT INTO collectors(holder, started_at, beat_ts) VALUES (?, ?, ?)"
+        " ON CONFLICT(holder) DO UPDATE SET beat_ts = excluded.beat_ts",
+        (holder, started_at, time.time() if now is None else now),
+    )
+
+
+def forget_collector(conn: sqlite3.Connection, holder: str) -> None:
+    """A collector that stops cleanly is not alive any more."""
+    conn.execute("DELETE FROM collectors WHERE holder = ?", (holder,))
+
+
+def collector_alive(conn: sqlite3.Connection, now: float | None = None) -> bool:
+    """True while some collector's heartbeat is younger than COLLECTOR_ALIVE_SECONDS."""
+    now = time.time() if now is None else now
+    row = conn.execute(
+        "SELECT 1 FROM collectors WHERE beat_ts > ? LIMIT 1", (now - COLLECTOR_ALIVE_SECONDS,)
+    ).fetchone()
+    return row is not None

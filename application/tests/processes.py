@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -54,6 +55,17 @@ def tagwatch_env(db_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """`tagwatch ARGS` with text stdout and stderr pipes (read them with communicate())."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tagwatch", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 @contextmanager
 def running(args: list[str], env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
     """Run a process with stdout+stderr to `log_path`; SIGINT then SIGKILL on exit."""
@@ -80,11 +92,10 @@ def stop(process: subprocess.Popen, timeout: float = 20.0) -> int:
 
 
 def gunicorn_args(port: int, workers: int) -> list[str]:
-    """The production gunicorn command line, bound to loopback."""
-    return [
-        sys.executable, "-m", "gunicorn", "--config", "python:tagwatch.gunicorn_conf",
-        "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "tagwatch.wsgi:app",
-    ]  # fmt: skip
+    """The production gunicorn command line (as `tagwatch serve` runs it), bound to loopback."""
+    from tagwatch.cli import gunicorn_command
+
+    return gunicorn_command("127.0.0.1", port, workers)
 
 
 def metric_total(text: str, name: str, **labels: str) -> float:
@@ -97,3 +108,62 @@ def metric_total(text: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name, or None if there is no such process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def _parents() -> dict[int, int]:
+    """{pid: parent pid} of every live process."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) and fields[0] != "Z":
+            parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def children(pid: int) -> set[int]:
+    """The live processes whose parent is `pid`."""
+    return {child for child, parent in _parents().items() if parent == pid}
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (children, grandchildren, …), from /proc."""
+    parents = _parents()
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def wait_gone(pids: set[int], timeout: float) -> set[int]:
+    """Wait until none of `pids` is alive; returns those still alive at the deadline."""
+    deadline = time.monotonic() + timeout
+    while (left := {pid for pid in pids if alive(pid)}) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def signal_a_thread(pid: int, signum: int) -> int:
+    """Send `signum` to one thread of `pid` that is not its main thread (tgkill); returns that thread's id.
+
+    This is how the kernel may deliver a process signal anyway; it makes that case certain instead of likely.
+    """
+    tids = sorted(int(task.name) for task in Path(f"/proc/{pid}/task").iterdir() if int(task.name) != pid)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.tgkill(pid, tids[-1], signum) != 0:
+        raise OSError(ctypes.get_errno(), f"tgkill({pid}, {tids[-1]}, {signum})")
+    return tids[-1]

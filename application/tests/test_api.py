@@ -12,7 +12,6 @@ import dataset
 import pytest
 
 from tagwatch import aggregates, store
-from tagwatch.api import admin
 from tagwatch.app import create_app
 from tagwatch.config import Settings
 from tagwatch.parse import parse_page
@@ -413,19 +412,6 @@ def test_collect_conflicts_with_a_running_run(client, conn):
     body = assert_problem(response, 409, "conflict")
     assert body["run_id"] == running.run_id
     assert response.headers["Location"] == f"/api/v1/runs/{running.run_id}"
-
-
-def test_collect_started_answers_202_with_location(client, monkeypatch):
-    monkeypatch.setattr(admin, "start_collection", lambda settings: (7, True))
-    response = client.post("/api/v1/collect", headers=BEARER)
-    assert response.status_code == 202
-    assert response.headers["Location"] == "/api/v1/runs/7"
-    assert response.get_json()["data"] == {"run_id": 7, "status": "running", "location": "/api/v1/runs/7"}
-
-
-def test_collect_lost_race_is_409(client, monkeypatch):
-    monkeypatch.setattr(admin, "start_collection", lambda settings: (8, False))
-    assert assert_problem(client.post("/api/v1/collect", headers=BEARER), 409, "conflict")["run_id"] == 8
 
 
 # bad input: 400 naming the parameter

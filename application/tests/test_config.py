@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -18,6 +19,22 @@ def test_settings_defaults_without_environment():
     assert (settings.max_posts_per_tag, settings.collect_interval, settings.log_level) == (100, 900, "INFO")
     assert settings.x_api_base_url == "https://api.x.com"
     assert (settings.metrics_port, settings.port, settings.web_concurrency) == (9108, 8000, 2)
+    assert settings.host == "127.0.0.1"
+
+
+ANY_ADDRESS = "0.0.0.0"  # noqa: S104 - the value the image sets
+
+
+@pytest.mark.parametrize(
+    ("raw", "host"),
+    [(ANY_ADDRESS, ANY_ADDRESS), (" ::1 ", "::1"), ("localhost", "localhost"), ("", "127.0.0.1")],
+)
+def test_settings_host_accepts_addresses_and_host_names(raw, host):
+    assert Settings.from_env({"TAGWATCH_HOST": raw}).host == host
+
+
+def test_settings_blank_tags_mean_the_defaults():
+    assert Settings.from_env({"TAGWATCH_TAGS": "  "}).tags == DEFAULT_TAGS
 
 
 def test_settings_source_defaults_to_x_when_a_token_is_set():
@@ -49,6 +66,11 @@ def test_settings_secrets_are_not_in_repr():
         ({"PORT": "99999"}, "PORT"),
         ({"WEB_CONCURRENCY": "two"}, "WEB_CONCURRENCY"),
         ({"TAGWATCH_METRICS_PORT": "x"}, "TAGWATCH_METRICS_PORT"),
+        ({"TAGWATCH_METRICS_PORT": "8000"}, "TAGWATCH_METRICS_PORT"),
+        ({"TAGWATCH_TAGS": ",,,"}, "TAGWATCH_TAGS"),
+        ({"TAGWATCH_TAGS": "#, ##"}, "TAGWATCH_TAGS"),
+        ({"TAGWATCH_HOST": "not a host"}, "TAGWATCH_HOST"),
+        ({"TAGWATCH_HOST": "http://0.0.0.0"}, "TAGWATCH_HOST"),
     ],
 )
 def test_settings_bad_value_names_the_variable(env, variable):
@@ -58,15 +80,20 @@ def test_settings_bad_value_names_the_variable(env, variable):
     assert str(raised.value).startswith(f"{variable} must be")
 
 
-@pytest.mark.parametrize("command", [["collect", "--once"], ["init-db"], ["seed", "--posts", "5"], ["serve"]])
+COMMANDS = [["collect", "--once"], ["collect"], ["init-db"], ["seed", "--posts", "5"], ["serve"], ["run"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_cli_bad_environment_stops_with_one_line_and_no_traceback(command, tmp_path):
     env = {"PATH": "/usr/bin:/bin", "TAGWATCH_DB": str(tmp_path / "t.db"), "TAGWATCH_COLLECT_INTERVAL": "abc"}
     done = subprocess.run(
         [sys.executable, "-m", "tagwatch", *command], env=env, capture_output=True, text=True, timeout=60
     )
+    message = "TAGWATCH_COLLECT_INTERVAL must be an integer from 1 to 604800, got 'abc'"
     assert done.returncode == 2
-    assert done.stdout == ""
-    assert done.stderr.strip().splitlines() == [
-        "tagwatch: configuration error: "
-        "TAGWATCH_COLLECT_INTERVAL must be an integer from 1 to 604800, got 'abc'"
-    ]
+    assert done.stderr.splitlines() == [f"tagwatch: configuration error: {message}"]
+    [line] = done.stdout.splitlines()
+    record = json.loads(line)
+    assert record["event.action"] == "startup_failed" and record["log.level"] == "critical"
+    assert record["tagwatch.variable"] == "TAGWATCH_COLLECT_INTERVAL" and record["error.message"] == message
+    assert not (tmp_path / "t.db").exists(), "nothing was done before the check"

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.parse
+from pathlib import Path
 
 import pytest
 from fakes import FakeXApi, make_post, make_user, serve_fake_x
-from processes import free_port, get, gunicorn_args, running, tagwatch_env, wait_for
+from processes import children as direct_children
+from processes import (
+    descendants,
+    free_port,
+    get,
+    gunicorn_args,
+    running,
+    signal_a_thread,
+    tagwatch_env,
+    wait_for,
+    wait_gone,
+)
 
 X_TOKEN = "x-bearer-SECRET-0f9e8d7c6b5a"
 ADMIN_TOKEN = "admin-SECRET-1a2b3c4d5e6f"
@@ -53,6 +67,7 @@ def test_run_session_logs_are_json_with_ecs_fields_and_no_secrets(tmp_path):
             ):
                 get(base + path)
             assert get(base + "/api/v1/collect", {"Authorization": "Bearer wrong"}, "POST")[0] == 403
+            wait_for_line(log_path, '"collector_started"')  # its heartbeat says it serves run requests
             status, _ = get(base + "/api/v1/collect", {"Authorization": f"Bearer {ADMIN_TOKEN}"}, "POST")
             assert status in (202, 409)
             time.sleep(2)
@@ -66,7 +81,7 @@ def test_run_session_logs_are_json_with_ecs_fields_and_no_secrets(tmp_path):
         record = json.loads(line)
         assert all(record.get(field) for field in REQUIRED), line
         loggers.add(record["log.logger"])
-    assert {"gunicorn.error", "tagwatch.access", "tagwatch.collector"} <= loggers
+    assert {"gunicorn.error", "tagwatch.access", "tagwatch.collector", "tagwatch.run"} <= loggers
     for secret in (X_TOKEN, ADMIN_TOKEN, "Bearer wrong", "token=abc"):
         assert secret not in text
 
@@ -138,18 +153,152 @@ def test_real_prometheus_scrapes_api_and_collector_and_counts_every_request(tmp_
         assert collector_series and collector_series[0]["value"][1] == "1"
 
 
+def start_run(tmp_path: Path, name: str, **extra: str) -> tuple[subprocess.Popen, int, int, Path]:
+    """`tagwatch run` in its own session (sample source, metrics port on); returns it, its ports and log."""
+    port, metrics_port = free_port(), free_port()
+    env = tagwatch_env(
+        tmp_path / "run.db",
+        PORT=str(port),
+        TAGWATCH_METRICS_PORT=str(metrics_port),
+        TAGWATCH_TAGS="devops,sre",
+        TAGWATCH_MAX_POSTS_PER_TAG="20",
+        TAGWATCH_COLLECT_INTERVAL="3600",
+        WEB_CONCURRENCY="1",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / f"{name}-prom"),
+        **extra,
+    )
+    log_path = tmp_path / f"{name}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tagwatch", "run"], env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    return process, port, metrics_port, log_path
+
+
+def wait_started(process: subprocess.Popen, port: int, metrics_port: int) -> set[int]:
+    """Wait for the API and the collector's metrics; returns the pids of master, worker and collector."""
+    wait_for(f"http://127.0.0.1:{port}/healthz", timeout=40)
+    wait_for(f"http://127.0.0.1:{metrics_port}/metrics", timeout=40)
+    children = descendants(process.pid)
+    assert len(children) == 3, children
+    return children
+
+
+def kill_everything(process: subprocess.Popen, pids: set[int]) -> None:
+    """Clean up after a failed assertion, so one failure does not leave processes behind."""
+    for pid in {process.pid, *pids}:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait(5)
+
+
+PHASES = {  # where the collector is when the signal comes: the log line to wait for, then a random delay
+    "start-up": ("", 0.5),
+    "first run": ('"collector_started"', 0.3),
+    "interval wait": ('"run_finished"', 0.5),  # where the issue saw the collector stay behind
+}
+
+
+def wait_for_line(log_path: Path, marker: str, timeout: float = 40) -> None:
+    deadline = time.monotonic() + timeout
+    while marker not in log_path.read_text():
+        assert time.monotonic() < deadline, f"no {marker} in {log_path}"
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
-def test_collect_loop_stops_promptly_on_sigterm(tmp_path):
-    env = tagwatch_env(tmp_path / "c.db", TAGWATCH_COLLECT_INTERVAL="3600", TAGWATCH_METRICS_PORT="0")
+def test_run_stops_api_and_collector_on_every_signal_with_the_metrics_port_on(tmp_path):
+    """Item 8: 30 starts, SIGINT to the process group or SIGTERM to `tagwatch run`, in each phase."""
+    rng = random.Random(9)
+    problems = []
+    for attempt in range(30):
+        how = "SIGINT to the group" if attempt % 2 == 0 else "SIGTERM to run"
+        phase = list(PHASES)[attempt % 3]
+        process, port, metrics_port, log_path = start_run(tmp_path, f"run{attempt}")
+        children: set[int] = set()
+        try:
+            children = wait_started(process, port, metrics_port)
+            marker, spread = PHASES[phase]
+            wait_for_line(log_path, marker)
+            time.sleep(rng.uniform(0.0, spread))
+            signalled = time.monotonic()
+            if how == "SIGINT to the group":
+                os.killpg(process.pid, signal.SIGINT)
+            else:
+                process.send_signal(signal.SIGTERM)
+            try:
+                code = process.wait(10)
+            except subprocess.TimeoutExpired:
+                code = None
+            left = wait_gone(children, max(0.0, 10 - (time.monotonic() - signalled)))
+        finally:
+            kill_everything(process, children)
+        text = log_path.read_text()
+        if code != 0 or left or "Traceback" in text or '"signal_received"' not in text:
+            problems.append(f"{attempt} ({how}, {phase}): exit {code}, alive {sorted(left)}, log {log_path}")
+    assert problems == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim", ["collector", "API"])
+def test_run_stops_the_other_child_and_names_the_one_that_died(tmp_path, victim):
+    process, port, metrics_port, log_path = start_run(tmp_path, victim)
+    children: set[int] = set()
+    try:
+        children = wait_started(process, port, metrics_port)
+        commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in direct_children(process.pid)}
+        target = next(pid for pid, cmd in commands.items() if (b"gunicorn" in cmd) == (victim == "API"))
+        os.kill(target, signal.SIGKILL)
+        code = process.wait(15)
+        left = wait_gone(children, 10)
+    finally:
+        kill_everything(process, children)
+    other = "API" if victim == "collector" else "collector"
+    text = log_path.read_text()
+    assert code == 1
+    assert f"tagwatch: run: the {victim} was killed by SIGKILL; stopped the {other}" in text.splitlines()
+    assert left == set() and "Traceback" not in text
+
+
+@pytest.mark.slow
+def test_run_killed_with_sigkill_leaves_no_orphan(tmp_path):
+    process, port, metrics_port, _ = start_run(tmp_path, "kill9")
+    children: set[int] = set()
+    try:
+        children = wait_started(process, port, metrics_port)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(5)
+        left = wait_gone(children, 10)
+    finally:
+        kill_everything(process, children)
+    assert left == set(), "children get SIGTERM when `tagwatch run` dies (PR_SET_PDEATHSIG)"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["process", "a thread other than main"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_collect_loop_stops_promptly_in_its_interval_wait_with_the_metrics_port_on(tmp_path, signum, target):
+    metrics_port = free_port()
+    env = tagwatch_env(
+        tmp_path / "c.db",
+        TAGWATCH_COLLECT_INTERVAL="3600",
+        TAGWATCH_METRICS_PORT=str(metrics_port),
+        TAGWATCH_TAGS="devops",
+    )
     log_path = tmp_path / "collect.log"
     with running([sys.executable, "-m", "tagwatch", "collect"], env, log_path) as process:
-        deadline = time.monotonic() + 60
-        while '"run_finished"' not in log_path.read_text() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert '"run_finished"' in log_path.read_text()
-        process.send_signal(signal.SIGTERM)
+        wait_for(f"http://127.0.0.1:{metrics_port}/metrics")
+        wait_for_line(log_path, '"run_finished"', timeout=60)
+        time.sleep(0.3)  # in the interval wait, with the metrics server's thread running
+        if target == "process":
+            process.send_signal(signum)
+        else:
+            signal_a_thread(process.pid, signum)
         try:
             assert process.wait(10) == 0
         except subprocess.TimeoutExpired:
-            pytest.fail("the collector did not stop within 10 s of SIGTERM")
-    assert json.loads(log_path.read_text().splitlines()[-1])["message"] == "collector stopped"
+            pytest.fail(f"the collector did not stop within 10 s of {signum!r} sent to the {target}")
+    lines = log_path.read_text().splitlines()
+    assert json.loads(lines[-1])["message"] == "collector stopped"
+    assert not any("Traceback" in line for line in lines)

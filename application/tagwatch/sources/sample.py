@@ -211,7 +211,11 @@ class SampleWorld:
         return found, False
 
     def seed_pages(self, count: int, now: float, page_size: int = 5000) -> Iterator[dict[str, Any]]:
-        """`count` posts spread over the last seven days with the day/night rhythm, as X-shaped pages."""
+        """Exactly `count` posts spread over the last seven days with the day/night rhythm, as X-shaped pages.
+
+        A slot can hold more posts than the 12-bit sequence of an id: the excess moves to the next worker
+        ids (3, 4, …; live posts use worker 1), so ids never collide and every post is stored.
+        """
         first_slot = int(now - WINDOW_SECONDS) // SLOT_SECONDS
         slots = range(first_slot, first_slot + WINDOW_SECONDS // SLOT_SECONDS)
         weights = [rhythm(slot * SLOT_SECONDS) for slot in slots]
@@ -219,11 +223,11 @@ class SampleWorld:
         batch: list[dict[str, Any]] = []
         for slot, weight in zip(slots, weights, strict=True):
             cumulative += weight
-            n = min(round(cumulative / total * count) - made, 0xFFF)
+            n = round(cumulative / total * count) - made
             rng = random.Random(f"{self.seed}:{SEED_WORKER}:{slot}")
             for seq in range(n):
                 created = slot * SLOT_SECONDS + seq * SLOT_SECONDS / n
-                batch.append(self._post(rng, created, SEED_WORKER, seq))
+                batch.append(self._post(rng, created, SEED_WORKER + (seq >> 12), seq))
             made += n
             if len(batch) >= page_size:
                 yield self.page_for(batch[::-1], now)
