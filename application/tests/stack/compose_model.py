@@ -35,7 +35,7 @@ def run_compose(project: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def generate_env(directory: Path) -> subprocess.CompletedProcess:
+def generate_env(directory: Path, *options: str) -> subprocess.CompletedProcess:
     """scripts/generate-env.py writing `directory`/.env from the repository's .env.example."""
     return subprocess.run(
         [
@@ -45,6 +45,7 @@ def generate_env(directory: Path) -> subprocess.CompletedProcess:
             str(ENV_EXAMPLE),
             "--output",
             str(directory / ".env"),
+            *options,
         ],
         capture_output=True,
         text=True,
@@ -71,14 +72,26 @@ def project(directory: Path, env_text: str | None) -> Path:
     return directory
 
 
-def resolve(directory: Path, env_text: str) -> dict:
-    """`docker compose config --format json` with this .env; paths resolve against the repository."""
+def resolve(directory: Path, env_text: str, *profiles: str) -> dict:
+    """`docker compose [--profile P] config --format json` with this .env, as an operator runs it.
+
+    Without profiles, COMPOSE_PROFILES from the .env chooses; paths resolve against the repository.
+    """
     env_file = directory / ".env"
     env_file.write_text(env_text)
     args = ("--project-directory", str(REPO), "-f", str(COMPOSE_FILE), "--env-file", str(env_file))
+    args += tuple(arg for profile in profiles for arg in ("--profile", profile))
     result = run_compose(directory, *args, "config", "--format", "json")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def rendered_configs(model: dict, service: str) -> dict[str, str]:
+    """Path in the container -> content, for the inline `configs:` compose mounts into `service`."""
+    return {
+        mount["target"]: model["configs"][mount["source"]]["content"]
+        for mount in model["services"][service].get("configs", [])
+    }
 
 
 def prometheus_targets(model: dict) -> dict[str, list[str]]:

@@ -2,9 +2,11 @@
 
 `docker compose config` runs with the real Compose v2 binary (compose_model.py), in a directory
 holding the compose file and an .env that scripts/generate-env.py made from .env.example, as
-`make up` does. The rest checks structure Compose does not enforce: healthchecks, start order,
-restart policies, memory limits, who gets which secret, the pinned Elastic version and one
-source for the scrape ports. The setup scripts themselves are run in test_setup.py.
+`make up` does, for the default profile (sqlite) and for `--profile postgres`. The rest checks
+structure Compose does not enforce: healthchecks, start order, restart policies, memory limits,
+who gets which secret, the pinned versions, one source for the ports, and that the two profiles
+never run together. The setup scripts themselves are run in test_setup.py, the proxy's Caddyfile
+in test_caddy.py, PostgreSQL's first-start script in test_postgres_init.py.
 """
 
 from __future__ import annotations
@@ -35,24 +37,21 @@ KIBANA_DIR = REPO / "kibana"
 DEPLOY_DOC = REPO / "docs" / "deploy.md"
 
 SETUP_JOBS = {"setup-elasticsearch", "setup-filebeat", "setup-metricbeat", "setup-kibana"}
-SERVICES = {
-    "api",
-    "collector",
-    "prometheus",
-    "elasticsearch",
-    "kibana",
-    "filebeat",
-    "metricbeat",
-} | SETUP_JOBS
 ELASTIC_SERVICES = {"elasticsearch", "kibana", "filebeat", "metricbeat"} | SETUP_JOBS
+SQLITE_SERVICES = {"api", "collector", "prometheus"}
+POSTGRES_SERVICES = {"postgres", "db-init", "api-pg", "collector-pg", "proxy", "prometheus-pg"}
+SERVICES = SQLITE_SERVICES | ELASTIC_SERVICES
+ONE_SHOTS = SETUP_JOBS | {"db-init", "migrate-data"}
+APIS, COLLECTORS = ("api", "api-pg"), ("collector", "collector-pg")
 PASSWORDS = ("ELASTIC_PASSWORD", "KIBANA_SYSTEM_PASSWORD", "FILEBEAT_INTERNAL_PASSWORD")
 PASSWORDS += ("METRICBEAT_INTERNAL_PASSWORD",)
+POSTGRES_PASSWORDS = ("POSTGRES_PASSWORD", "POSTGRES_APP_PASSWORD")
 KIBANA_KEYS = {
     "XPACK_SECURITY_ENCRYPTIONKEY": "KIBANA_SECURITY_ENCRYPTION_KEY",
     "XPACK_ENCRYPTEDSAVEDOBJECTS_ENCRYPTIONKEY": "KIBANA_SAVED_OBJECTS_ENCRYPTION_KEY",
     "XPACK_REPORTING_ENCRYPTIONKEY": "KIBANA_REPORTING_ENCRYPTION_KEY",
 }
-SECRETS = (*PASSWORDS, *KIBANA_KEYS.values())
+SECRETS = (*PASSWORDS, *KIBANA_KEYS.values(), *POSTGRES_PASSWORDS)
 # Metricbeat reads prometheus-client 0.26's /metrics only from 8.19.6 on (elastic/beats#47272,
 # fixed by #47027/#47085); 9.x is a major upgrade with its own notes.
 MIN_ELASTIC_VERSION = (8, 19, 6)
@@ -72,7 +71,11 @@ APP_VARIABLES = {
     "PORT": "8000",
     "WEB_CONCURRENCY": "2",
 }
-PINNED_APP_VARIABLES = {"TAGWATCH_DB": "/data/tagwatch.db", "PROMETHEUS_MULTIPROC_DIR": "/tmp/tagwatch-prom"}
+PINNED_APP_VARIABLES = {
+    "TAGWATCH_DB": "/data/tagwatch.db",
+    "PROMETHEUS_MULTIPROC_DIR": "/tmp/tagwatch-prom",
+    "TAGWATCH_HOST": "0.0.0.0",  # noqa: S104 - containers must listen beyond loopback
+}
 RAW = yaml.safe_load(COMPOSE_FILE.read_text())
 
 
@@ -89,8 +92,9 @@ def byte_size(value: str | int) -> int:
 # ---- docker compose config --------------------------------------------------------------------
 
 
-def test_config_is_valid_with_a_generated_env(tmp_path: Path, generated_env: str) -> None:
-    result = run_compose(project(tmp_path, generated_env), "config", "-q")
+@pytest.mark.parametrize("profile_args", [(), ("--profile", "postgres")], ids=["default", "postgres"])
+def test_config_is_valid_with_a_generated_env(tmp_path: Path, generated_env: str, profile_args) -> None:
+    result = run_compose(project(tmp_path, generated_env), *profile_args, "config", "-q")
     assert result.returncode == 0, result.stderr
 
 
@@ -108,7 +112,7 @@ def test_config_without_env_fails_and_says_why(tmp_path: Path) -> None:
     assert REQUIRED_MESSAGE in result.stderr
 
 
-@pytest.mark.parametrize("variable", ("ELASTIC_VERSION", *SECRETS))
+@pytest.mark.parametrize("variable", ("ELASTIC_VERSION", "COMPOSE_PROFILES", *SECRETS))
 def test_config_refuses_an_empty_required_value(tmp_path: Path, generated_env: str, variable: str) -> None:
     result = run_compose(project(tmp_path, with_values(generated_env, **{variable: ""})), "config", "-q")
     assert result.returncode != 0
@@ -117,7 +121,7 @@ def test_config_refuses_an_empty_required_value(tmp_path: Path, generated_env: s
 
 def test_every_secret_is_required_and_has_no_usable_value_in_the_example() -> None:
     required = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):\?", COMPOSE_FILE.read_text()))
-    assert required == {"ELASTIC_VERSION", *SECRETS}
+    assert required == {"ELASTIC_VERSION", "COMPOSE_PROFILES", *SECRETS}
     for name in SECRETS:
         assert env_example()[name] == "", f".env.example ships a value for {name}"
 
@@ -135,13 +139,50 @@ def test_current_compose_spec_without_version_key() -> None:
     assert RAW["name"] == "tagwatch"
 
 
-def test_services_are_the_stack(resolved: dict) -> None:
+def test_services_are_the_stack(resolved: dict, resolved_postgres: dict) -> None:
+    # `docker compose up -d` with the generated .env is today's stack, unchanged.
+    assert env_example()["COMPOSE_PROFILES"] == "sqlite"
     assert set(resolved["services"]) == SERVICES
+    assert set(resolved_postgres["services"]) == POSTGRES_SERVICES | ELASTIC_SERVICES
 
 
-def test_long_running_services_restart_and_have_healthchecks(resolved: dict) -> None:
-    for name, service in resolved["services"].items():
-        if name in SETUP_JOBS:
+def test_every_service_but_the_elastic_stack_belongs_to_one_profile() -> None:
+    profiles = {name: tuple(service.get("profiles", ())) for name, service in RAW["services"].items()}
+    assert {name for name, p in profiles.items() if not p} == ELASTIC_SERVICES
+    assert {name for name, p in profiles.items() if p == ("sqlite",)} == SQLITE_SERVICES
+    assert {name for name, p in profiles.items() if p == ("postgres",)} == POSTGRES_SERVICES
+    assert profiles["migrate-data"] == ("migrate",)  # only on `run migrate-data`, never on `up`
+
+
+def test_the_two_profiles_are_refused_together(tmp_path: Path, generated_env: str) -> None:
+    # Two collectors would both call the X API; Compose refuses the shared container name.
+    args = ("--profile", "sqlite", "--profile", "postgres", "config", "-q")
+    result = run_compose(project(tmp_path, generated_env), *args)
+    assert result.returncode != 0
+    assert 'container name "tagwatch-collector" is already in use' in result.stderr
+
+
+def test_a_profile_on_the_command_line_replaces_the_default(tmp_path: Path, generated_env: str) -> None:
+    result = run_compose(project(tmp_path, generated_env), "--profile", "postgres", "config", "--services")
+    assert result.returncode == 0, result.stderr
+    assert set(result.stdout.split()) == POSTGRES_SERVICES | ELASTIC_SERVICES
+
+
+def test_each_profile_has_one_collector_one_prometheus_and_one_service_on_port(each_profile: dict) -> None:
+    services = each_profile["services"]
+    collectors = [name for name, s in services.items() if s.get("command") == ["tagwatch", "collect"]]
+    assert len(collectors) == 1
+    assert services[collectors[0]]["container_name"] == "tagwatch-collector"
+    assert services[collectors[0]].get("deploy", {}).get("replicas", 1) == 1
+    prometheus = [name for name, s in services.items() if s["image"].startswith("prom/prometheus:")]
+    assert [services[name]["container_name"] for name in prometheus] == ["tagwatch-prometheus"]
+    on_port = [name for name, s in services.items() for p in s.get("ports", []) if p["published"] == "8000"]
+    assert len(on_port) == 1
+
+
+def test_long_running_services_restart_and_have_healthchecks(each_profile: dict) -> None:
+    for name, service in each_profile["services"].items():
+        if name in ONE_SHOTS:
             assert service["restart"] == "no", name
             assert "healthcheck" not in service, name
             continue
@@ -149,19 +190,23 @@ def test_long_running_services_restart_and_have_healthchecks(resolved: dict) -> 
         assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
 
 
-def test_every_service_has_a_memory_limit(resolved: dict, generated_env: str) -> None:
-    limits = {name: byte_size(service.get("mem_limit", 0)) for name, service in resolved["services"].items()}
+def test_every_service_has_a_memory_limit(each_profile: dict, generated_env: str) -> None:
+    services = each_profile["services"]
+    limits = {name: byte_size(service.get("mem_limit", 0)) for name, service in services.items()}
     assert all(limits.values()), [name for name, limit in limits.items() if not limit]
     heap = byte_size(env_values(generated_env)["ES_HEAP_SIZE"])
     assert limits["elasticsearch"] >= 2 * heap  # the heap plus as much again off-heap and for the cache
     assert limits["kibana"] >= byte_size("1g")
 
 
-def test_app_healthchecks_probe_their_own_endpoints(resolved: dict) -> None:
-    api = " ".join(resolved["services"]["api"]["healthcheck"]["test"])
-    collector = " ".join(resolved["services"]["collector"]["healthcheck"]["test"])
-    assert "/healthz" in api and "PORT" in api
-    assert "/metrics" in collector and "TAGWATCH_METRICS_PORT" in collector
+def test_app_healthchecks_probe_their_own_endpoints(resolved: dict, resolved_postgres: dict) -> None:
+    services = resolved["services"] | resolved_postgres["services"]
+    for name in APIS:
+        api = " ".join(services[name]["healthcheck"]["test"])
+        assert "/healthz" in api and "PORT" in api, name
+    for name in COLLECTORS:
+        collector = " ".join(services[name]["healthcheck"]["test"])
+        assert "/metrics" in collector and "TAGWATCH_METRICS_PORT" in collector, name
 
 
 def test_every_dependency_states_its_condition() -> None:
@@ -170,11 +215,13 @@ def test_every_dependency_states_its_condition() -> None:
             assert spec.get("condition"), f"{name} -> {dependency} has no condition"
 
 
+def conditions(model: dict, name: str) -> dict[str, str]:
+    return {dep: spec["condition"] for dep, spec in model["services"][name].get("depends_on", {}).items()}
+
+
 def test_start_order_uses_health_and_completion(resolved: dict) -> None:
     def conditions(name: str) -> dict[str, str]:
-        return {
-            dep: spec["condition"] for dep, spec in resolved["services"][name].get("depends_on", {}).items()
-        }
+        return globals()["conditions"](resolved, name)
 
     done = "service_completed_successfully"
     assert conditions("setup-elasticsearch") == {"elasticsearch": "service_healthy"}
@@ -182,11 +229,23 @@ def test_start_order_uses_health_and_completion(resolved: dict) -> None:
     assert conditions("kibana") == {"setup-elasticsearch": done}
     assert conditions("setup-kibana") == {"kibana": "service_started"}
     assert conditions("filebeat") == {"setup-filebeat": done}
-    assert conditions("metricbeat") == {
-        "setup-metricbeat": done,
-        "api": "service_started",
-        "collector": "service_started",
+    # Autodiscover finds the app containers of either profile whenever they start.
+    assert conditions("metricbeat") == {"setup-metricbeat": done}
+    assert conditions("prometheus") == {"api": "service_started", "collector": "service_started"}
+
+
+def test_postgres_profile_waits_for_a_healthy_database_and_its_schema(resolved_postgres: dict) -> None:
+    model, done = resolved_postgres, "service_completed_successfully"
+    database = {"postgres": "service_healthy", "db-init": done}
+    assert conditions(model, "db-init") == {"postgres": "service_healthy"}
+    assert conditions(model, "api-pg") == conditions(model, "collector-pg") == database
+    assert conditions(model, "proxy") == {"api-pg": "service_started"}
+    assert conditions(model, "prometheus-pg") == {
+        "api-pg": "service_started",
+        "collector-pg": "service_started",
     }
+    assert conditions(model, "metricbeat") == {"setup-metricbeat": done}
+    assert conditions(model, "postgres") == {}
 
 
 def test_nothing_waits_for_kibana(resolved: dict) -> None:
@@ -211,8 +270,20 @@ def test_named_volumes_hold_the_data(resolved: dict) -> None:
     assert {"tagwatch-data", "elasticsearch-data", "prometheus-data"} <= set(resolved["volumes"])
 
 
-def test_config_files_are_mounted_read_only(resolved: dict) -> None:
-    for name, service in resolved["services"].items():
+def test_postgres_profile_keeps_its_data_in_the_database_volume_only(resolved_postgres: dict) -> None:
+    services = resolved_postgres["services"]
+    volumes = {name: {v["target"]: v for v in s.get("volumes", [])} for name, s in services.items()}
+    assert volumes["postgres"]["/var/lib/postgresql/data"]["source"] == "postgres-data"
+    assert (
+        volumes["prometheus-pg"]["/prometheus"]["source"] == "prometheus-data"
+    )  # history kept across a switch
+    # The replicas and the collector are stateless: everything they keep is in PostgreSQL.
+    assert volumes["api-pg"] == volumes["collector-pg"] == volumes["db-init"] == {}
+    assert "postgres-data" in resolved_postgres["volumes"]
+
+
+def test_config_files_are_mounted_read_only(each_profile: dict) -> None:
+    for name, service in each_profile["services"].items():
         for volume in service.get("volumes", []):
             if volume["type"] != "bind":
                 continue
@@ -228,8 +299,12 @@ def test_elastic_images_share_one_pinned_version_not_below_the_minimum(resolved:
         assert resolved["services"][name]["image"].endswith(f":{version}"), name
 
 
-def test_one_image_for_api_and_collector(resolved: dict) -> None:
-    api, collector = resolved["services"]["api"], resolved["services"]["collector"]
+@pytest.mark.parametrize(("api_name", "collector_name"), list(zip(APIS, COLLECTORS, strict=True)))
+def test_one_image_for_api_and_collector(
+    resolved: dict, resolved_postgres: dict, api_name: str, collector_name: str
+) -> None:
+    services = resolved["services"] | resolved_postgres["services"]
+    api, collector = services[api_name], services[collector_name]
     assert api["image"] == collector["image"] == "tagwatch:local"
     assert api["build"]["context"] == collector["build"]["context"] == str(REPO / "application")
     assert collector["command"] == ["tagwatch", "collect"]
@@ -237,18 +312,22 @@ def test_one_image_for_api_and_collector(resolved: dict) -> None:
     assert "ports" not in collector
 
 
-def test_app_environment_comes_from_env(resolved: dict) -> None:
-    for name in ("api", "collector"):
-        environment = resolved["services"][name]["environment"]
+def test_app_environment_comes_from_env(resolved: dict, resolved_postgres: dict) -> None:
+    services = resolved["services"] | resolved_postgres["services"]
+    for name in (*APIS, *COLLECTORS, "db-init"):
+        environment = services[name]["environment"]
         for variable, value in APP_VARIABLES.items():
-            if variable == "TAGWATCH_ADMIN_TOKEN" and name == "collector":
+            if variable == "TAGWATCH_ADMIN_TOKEN" and name not in APIS:
                 continue
             assert environment[variable] == value, (name, variable)
         assert environment["TAGWATCH_DB"] == PINNED_APP_VARIABLES["TAGWATCH_DB"]
-    api = resolved["services"]["api"]["environment"]
-    assert api["PROMETHEUS_MULTIPROC_DIR"] == PINNED_APP_VARIABLES["PROMETHEUS_MULTIPROC_DIR"]
+        # The app's own default is loopback, which neither the proxy nor the scrapers reach.
+        assert environment["TAGWATCH_HOST"] == PINNED_APP_VARIABLES["TAGWATCH_HOST"], name
+    for name in APIS:
+        assert services[name]["environment"]["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/tagwatch-prom"
     # prometheus-client goes multiprocess when the variable merely exists; the collector must not.
-    assert "PROMETHEUS_MULTIPROC_DIR" not in resolved["services"]["collector"]["environment"]
+    for name in COLLECTORS:
+        assert "PROMETHEUS_MULTIPROC_DIR" not in services[name]["environment"], name
     image_env = " ".join(rest for keyword, rest in dockerfile_instructions() if keyword == "ENV")
     assert "PROMETHEUS_MULTIPROC_DIR" not in image_env
 
@@ -292,18 +371,21 @@ def test_only_elasticsearch_and_the_setup_jobs_get_the_elastic_password(
     assert holders == {"elasticsearch"} | SETUP_JOBS
 
 
-def test_published_ports_stay_on_the_publish_address(resolved: dict) -> None:
+def published_ports(model: dict) -> dict[str, tuple[str, int]]:
     published = {}
-    for name, service in resolved["services"].items():
+    for name, service in model["services"].items():
         for port in service.get("ports", []):
             assert port["host_ip"] == env_example()["PUBLISH_ADDRESS"], name
             published[name] = (port["published"], port["target"])
-    assert published == {
-        "api": ("8000", 8000),
-        "kibana": ("5601", 5601),
-        "elasticsearch": ("9200", 9200),
-        "prometheus": ("9090", 9090),
-    }
+    return published
+
+
+def test_published_ports_stay_on_the_publish_address(resolved: dict, resolved_postgres: dict) -> None:
+    elastic = {"kibana": ("5601", 5601), "elasticsearch": ("9200", 9200)}
+    assert published_ports(resolved) == {"api": ("8000", 8000), "prometheus": ("9090", 9090)} | elastic
+    # In the postgres profile only the proxy publishes PORT; each replica is reached inside the network.
+    expected = {"proxy": ("8000", 8000), "prometheus-pg": ("9090", 9090)} | elastic
+    assert published_ports(resolved_postgres) == expected
 
 
 def test_setup_jobs_run_their_scripts_with_the_secrets_they_need(resolved: dict, generated_env: str) -> None:
@@ -318,6 +400,7 @@ def test_setup_jobs_run_their_scripts_with_the_secrets_they_need(resolved: dict,
     }
     for password in PASSWORDS:
         assert es_setup["environment"][password] == values[password]
+    assert not set(POSTGRES_PASSWORDS) & set(es_setup["environment"])
     assert kibana_setup["environment"]["ELASTIC_PASSWORD"] == values["ELASTIC_PASSWORD"]
     assert not set(PASSWORDS[1:]) & set(kibana_setup["environment"])
     assert es_setup["environment"]["ES_SETUP_TIMEOUT_SECONDS"] == env_example()["ES_SETUP_TIMEOUT_SECONDS"]
@@ -362,12 +445,30 @@ def test_scrape_targets_follow_the_port_variables(
     assert (api_port, collector_port) == (port or "8000", metrics_port or "9108")
     expected = {"tagwatch-api": [f"api:{api_port}"], "tagwatch-collector": [f"collector:{collector_port}"]}
     assert prometheus_targets(model) == expected
-    for name in ("metricbeat", "setup-metricbeat"):
-        environment = services[name]["environment"]
-        targets = [environment["TAGWATCH_API_TARGET"], environment["TAGWATCH_COLLECTOR_TARGET"]]
-        assert targets == [*expected["tagwatch-api"], *expected["tagwatch-collector"]], name
+    # Metricbeat scrapes each labelled container on the port of its label (metricbeat.yml).
+    assert services["api"]["labels"]["tagwatch_metrics_port"] == api_port
+    assert services["collector"]["labels"]["tagwatch_metrics_port"] == collector_port
     assert [p["target"] for p in services["api"]["ports"]] == [int(api_port)]
     assert services["collector"]["expose"] == [collector_port]
+
+
+@pytest.mark.parametrize(("port", "metrics_port"), [(None, None), ("8123", "9123")])
+def test_postgres_profile_ports_follow_the_port_variables(
+    tmp_path: Path, generated_env: str, port: str | None, metrics_port: str | None
+) -> None:
+    overrides = {"PORT": port, "TAGWATCH_METRICS_PORT": metrics_port}
+    env = with_values(generated_env, **{k: v for k, v in overrides.items() if v})
+    services = resolve(tmp_path, env, "postgres")["services"]
+    api_port, collector_port = port or "8000", metrics_port or "9108"
+    assert services["api-pg"]["environment"]["PORT"] == api_port
+    assert services["api-pg"]["expose"] == [api_port]
+    assert services["api-pg"]["labels"]["tagwatch_metrics_port"] == api_port
+    assert services["collector-pg"]["environment"]["TAGWATCH_METRICS_PORT"] == collector_port
+    assert services["collector-pg"]["labels"]["tagwatch_metrics_port"] == collector_port
+    # The proxy listens on PORT (Caddyfile `:{$PORT}`), publishes it, and forwards to it.
+    proxy = services["proxy"]
+    assert proxy["environment"]["PORT"] == api_port
+    assert [(p["published"], p["target"]) for p in proxy["ports"]] == [(api_port, int(api_port))]
 
 
 # ---- .env.example and docs ------------------------------------------------------------------
@@ -387,6 +488,8 @@ def test_env_example_has_the_app_defaults() -> None:
     text = ENV_EXAMPLE.read_text()
     assert "# TAGWATCH_DB=data/tagwatch.db" in text
     assert "# PROMETHEUS_MULTIPROC_DIR=" in text
+    assert "# TAGWATCH_HOST=127.0.0.1" in text
+    assert "# TAGWATCH_DATABASE_URL=postgresql://" in text
 
 
 def test_every_env_variable_has_a_comment() -> None:
@@ -399,7 +502,7 @@ def test_every_env_variable_has_a_comment() -> None:
 
 def test_deploy_doc_lists_every_variable() -> None:
     text = DEPLOY_DOC.read_text()
-    names = set(env_example()) | set(PINNED_APP_VARIABLES)
+    names = set(env_example()) | set(PINNED_APP_VARIABLES) | {"TAGWATCH_DATABASE_URL"}
     missing = sorted(name for name in names if f"`{name}`" not in text)
     assert not missing, f"docs/deploy.md does not describe {missing}"
 
@@ -454,3 +557,103 @@ def test_dockerignore_keeps_only_what_the_image_needs() -> None:
     rules = [r for r in DOCKERIGNORE.read_text().splitlines() if r and not r.startswith("#")]
     assert rules[0] == "*"
     assert {"!pyproject.toml", "!gunicorn.conf.py", "!tagwatch/"} <= set(rules)
+
+
+# ---- the postgres profile ----------------------------------------------------------------------
+
+
+def test_postgres_is_the_official_image_at_a_pinned_major(resolved_postgres: dict) -> None:
+    service = resolved_postgres["services"]["postgres"]
+    assert re.fullmatch(r"postgres:\d+(-bookworm)?", service["image"]), service["image"]
+    assert service["command"] == [
+        "postgres",
+        "-c",
+        f"max_connections={env_example()['POSTGRES_MAX_CONNECTIONS']}",
+    ]
+    assert byte_size(service["shm_size"]) >= byte_size("256m")
+
+
+def test_postgres_healthcheck_asks_pg_isready_over_tcp(resolved_postgres: dict) -> None:
+    # Over the socket it would turn healthy while the image still initialises a new volume.
+    test = resolved_postgres["services"]["postgres"]["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL"
+    assert test[1].startswith("pg_isready -h 127.0.0.1 -p 5432 ")
+
+
+def test_the_app_connects_as_its_own_role_and_only_postgres_gets_the_superuser_password(
+    resolved_postgres: dict, generated_env: str
+) -> None:
+    values, services = env_values(generated_env), resolved_postgres["services"]
+    user, password, database = (
+        values["POSTGRES_APP_USER"],
+        values["POSTGRES_APP_PASSWORD"],
+        values["POSTGRES_DB"],
+    )
+    url = f"postgresql://{user}:{password}@postgres:5432/{database}"
+    for name in ("api-pg", "collector-pg", "db-init"):
+        assert services[name]["environment"]["TAGWATCH_DATABASE_URL"] == url, name
+    assert user != "postgres"
+    superuser = values["POSTGRES_PASSWORD"]
+    holders = {name for name, s in services.items() if superuser in s.get("environment", {}).values()}
+    assert holders == {"postgres"}
+    environment = services["postgres"]["environment"]
+    assert environment["POSTGRES_APP_USER"] == user and environment["POSTGRES_APP_PASSWORD"] == password
+    mounts = {v["target"]: v for v in services["postgres"]["volumes"]}
+    init = mounts["/docker-entrypoint-initdb.d"]
+    assert init["source"] == str(REPO / "postgres" / "init") and init["read_only"] is True
+
+
+def test_three_stateless_api_replicas_run_the_schema_job_first(resolved_postgres: dict) -> None:
+    services = resolved_postgres["services"]
+    assert services["api-pg"]["deploy"]["replicas"] == 3
+    assert "container_name" not in services["api-pg"]  # a fixed name would forbid replicas
+    assert services["db-init"]["command"] == ["tagwatch", "init-db"]
+    assert services["db-init"]["restart"] == "no"
+
+
+def test_every_app_container_is_labelled_for_filebeat_and_metricbeat(
+    resolved: dict, resolved_postgres: dict
+) -> None:
+    services = resolved["services"] | resolved_postgres["services"]
+    for name in (*APIS, *COLLECTORS, "db-init"):
+        assert services[name]["labels"]["tagwatch_log_format"] == "ecs-json", name
+    for name in APIS:
+        assert services[name]["labels"]["tagwatch_metrics_port"] == services[name]["environment"]["PORT"]
+    for name in COLLECTORS:
+        port = services[name]["environment"]["TAGWATCH_METRICS_PORT"]
+        assert services[name]["labels"]["tagwatch_metrics_port"] == port
+    # Only the app exposes tagwatch's metrics: nothing else may be scraped as if it did.
+    labelled = {name for name, s in services.items() if "tagwatch_metrics_port" in s.get("labels", {})}
+    assert labelled == {*APIS, *COLLECTORS}
+
+
+def test_proxy_is_a_pinned_caddy_with_its_caddyfile(resolved_postgres: dict) -> None:
+    proxy = resolved_postgres["services"]["proxy"]
+    assert proxy["image"] == f"caddy:{env_example()['CADDY_VERSION']}-alpine"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", env_example()["CADDY_VERSION"])
+    (mount,) = proxy["volumes"]
+    assert (mount["source"], mount["target"]) == (str(REPO / "caddy" / "Caddyfile"), "/etc/caddy/Caddyfile")
+    assert mount["read_only"] is True
+    # `$$` in the compose file: the container's PORT, read by the shell at check time.
+    assert proxy["healthcheck"]["test"] == [
+        "CMD-SHELL",
+        "wget -q -O /dev/null http://127.0.0.1:$${PORT}/healthz",
+    ]
+
+
+def test_migrate_data_copies_the_sqlite_volume_into_postgres_on_request(
+    tmp_path: Path, generated_env: str
+) -> None:
+    model = resolve(tmp_path, generated_env, "postgres", "migrate")
+    service = model["services"]["migrate-data"]
+    assert service["restart"] == "no"
+    assert {v["target"]: v["source"] for v in service["volumes"]} == {"/data": "tagwatch-data"}
+    assert service["working_dir"] == "/"
+    command = " ".join(service["entrypoint"])
+    assert "tagwatch migrate-data --from sqlite:///data/tagwatch.db --to" in command
+    # The URL (with its password) comes from the environment, not from the compose file's command.
+    assert env_values(generated_env)["POSTGRES_APP_PASSWORD"] not in command
+    assert conditions(model, "migrate-data") == {
+        "postgres": "service_healthy",
+        "db-init": "service_completed_successfully",
+    }

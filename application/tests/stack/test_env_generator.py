@@ -16,7 +16,7 @@ import pytest
 from compose_model import ENV_EXAMPLE, REPO, env_values, generate_env, with_values
 
 PASSWORDS = ("ELASTIC_PASSWORD", "KIBANA_SYSTEM_PASSWORD", "FILEBEAT_INTERNAL_PASSWORD")
-PASSWORDS += ("METRICBEAT_INTERNAL_PASSWORD",)
+PASSWORDS += ("METRICBEAT_INTERNAL_PASSWORD", "POSTGRES_PASSWORD", "POSTGRES_APP_PASSWORD")
 KEYS = (
     "KIBANA_SECURITY_ENCRYPTION_KEY",
     "KIBANA_SAVED_OBJECTS_ENCRYPTION_KEY",
@@ -118,6 +118,82 @@ def test_an_env_from_before_the_kibana_keys_is_refused_by_name(tmp_path: Path) -
 
     assert result.returncode == 1
     assert all(name in result.stderr for name in KEYS)
+
+
+def add_missing(directory: Path) -> subprocess.CompletedProcess:
+    return generate_env(directory, "--add-missing")
+
+
+def drop(text: str, *names: str) -> str:
+    return re.sub(rf"^({'|'.join(names)})=.*\n", "", text, flags=re.M)
+
+
+NEW_IN_ISSUE_12 = ("COMPOSE_PROFILES", "POSTGRES_PASSWORD", "POSTGRES_APP_PASSWORD")
+
+
+def test_an_env_from_before_the_postgres_profile_is_told_what_to_add(tmp_path: Path) -> None:
+    assert generate_env(tmp_path).returncode == 0
+    env_file = tmp_path / ".env"
+    old = drop(env_file.read_text(), *NEW_IN_ISSUE_12, "POSTGRES_APP_USER", "POSTGRES_DB")
+    env_file.write_text(old)
+
+    result = generate_env(tmp_path)
+
+    assert result.returncode == 1
+    assert env_file.read_text() == old
+    assert f"lacks {', '.join(NEW_IN_ISSUE_12)}, added to .env.example since it was made" in result.stderr
+    assert "--add-missing" in result.stderr
+
+
+def test_add_missing_appends_only_what_is_lacking_and_keeps_every_line(tmp_path: Path) -> None:
+    assert generate_env(tmp_path).returncode == 0
+    env_file = tmp_path / ".env"
+    old = (
+        drop(env_file.read_text(), *NEW_IN_ISSUE_12, "CADDY_VERSION")
+        + "# my own line\nELASTIC_VERSION=8.19.99\n"
+    )
+    env_file.write_text(old)
+
+    result = add_missing(tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    text = env_file.read_text()
+    assert text.startswith(old)
+    added = env_values(text[len(old) :])
+    assert set(added) == {*NEW_IN_ISSUE_12, "CADDY_VERSION"}
+    assert added["COMPOSE_PROFILES"] == "sqlite"
+    assert added["CADDY_VERSION"] == env_values(ENV_EXAMPLE.read_text())["CADDY_VERSION"]
+    for name in ("POSTGRES_PASSWORD", "POSTGRES_APP_PASSWORD"):
+        assert re.fullmatch(r"[A-Za-z0-9_-]{32}", added[name]), name
+        assert added[name] not in result.stdout + result.stderr
+    assert generate_env(tmp_path).returncode == 0  # now complete
+    assert add_missing(tmp_path).returncode == 0 and env_file.read_text() == text  # and idempotent
+
+
+def test_add_missing_still_names_a_weak_secret_it_may_not_replace(tmp_path: Path) -> None:
+    assert generate_env(tmp_path).returncode == 0
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        with_values(drop(env_file.read_text(), "POSTGRES_PASSWORD"), ELASTIC_PASSWORD="changeme")
+    )
+
+    result = add_missing(tmp_path)
+
+    assert result.returncode == 1
+    assert "ELASTIC_PASSWORD" in result.stderr and "POSTGRES_PASSWORD" not in result.stderr
+    assert "ELASTIC_PASSWORD=changeme" in env_file.read_text()
+
+
+@pytest.mark.parametrize("password", ["p@ss/word:with-16+chars", "0123456789abcdef%"])
+def test_an_app_password_that_would_break_the_database_url_is_refused(tmp_path: Path, password: str) -> None:
+    assert generate_env(tmp_path).returncode == 0
+    env_file = tmp_path / ".env"
+    env_file.write_text(with_values(env_file.read_text(), POSTGRES_APP_PASSWORD=password))
+
+    result = generate_env(tmp_path)
+
+    assert result.returncode == 1
+    assert "POSTGRES_APP_PASSWORD" in result.stderr
 
 
 @pytest.mark.skipif(not shutil.which("make"), reason="needs make")

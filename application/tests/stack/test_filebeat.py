@@ -516,7 +516,8 @@ def compose_container(service: str) -> dict:
     }
 
 
-TAGWATCH_SERVICES = ("api", "collector")
+# Every container of the tagwatch image, in both profiles: their JSON lines must be decoded.
+TAGWATCH_SERVICES = ("api", "collector", "api-pg", "collector-pg", "db-init", "migrate-data")
 OTHER_SERVICES = tuple(sorted(set(COMPOSE["services"]) - set(TAGWATCH_SERVICES)))
 
 
@@ -538,6 +539,11 @@ def ship_line(line: dict, service: str = "api") -> Event:
 def test_filebeat_yml_uses_only_documented_keys() -> None:
     undocumented = sorted(path for path in flatten_keys(CONFIG) if not is_documented(path))
     assert not undocumented, f"keys not in the Filebeat docs: {undocumented}"
+
+
+def test_every_container_of_the_tagwatch_image_is_one_whose_lines_are_decoded() -> None:
+    image = {name for name, spec in COMPOSE["services"].items() if spec.get("image") == "tagwatch:local"}
+    assert image == set(TAGWATCH_SERVICES)
 
 
 @pytest.mark.parametrize("service", TAGWATCH_SERVICES)

@@ -53,7 +53,15 @@ EXPECTED_PANELS = {
         "Source rate-limit remaining",
         "Time since the last successful run",
         "Collection runs by outcome",
+        "Request rate per API container (req/s)",
     },
+}
+# Metadata Metricbeat's Docker autodiscover adds to every event of a discovered container
+# (libbeat/autodiscover/providers/docker: container.id, .name, .image.name, .labels).
+AUTODISCOVER_FIELDS = {
+    "container.id": "keyword",
+    "container.name": "keyword",
+    "container.image.name": "keyword",
 }
 
 
@@ -169,7 +177,7 @@ def metric_labels() -> dict[str, frozenset[str]]:
 @cache
 def metric_fields() -> dict[str, str]:
     """Field name -> kind ("number", "histogram", "keyword") as Metricbeat's typed layout writes them."""
-    fields = {"@timestamp": "date", "service.address": "keyword"}
+    fields = {"@timestamp": "date", "service.address": "keyword"} | AUTODISCOVER_FIELDS
     fields |= {
         f"prometheus.labels.{label}": "keyword" for names in metric_labels().values() for label in names
     }
@@ -403,6 +411,17 @@ def test_runs_panel_splits_by_the_outcome_label() -> None:
     (outcome,) = [c for c in terms if c["sourceField"] == "prometheus.labels.outcome"]
     assert outcome["params"]["size"] >= 4  # success, partial, failed, interrupted
     assert "outcome" in metric_labels()["tagwatch_collection_runs_total"]
+
+
+def test_replica_panel_splits_the_api_request_rate_by_container() -> None:
+    # One series per api-pg replica in the postgres profile; the sqlite profile's single api.
+    (attributes,) = [a for title, a in metric_panels() if title == "Request rate per API container (req/s)"]
+    columns = [c for layer in layers(attributes).values() for c in layer["columns"].values()]
+    split = [c for c in columns if c["isBucketed"] and c["sourceField"] != "@timestamp"]
+    assert [(c["operationType"], c["sourceField"]) for c in split] == [("terms", "container.name")]
+    assert split[0]["params"]["size"] >= 3
+    assert aggregated_metric_fields(attributes) == {"prometheus.http_requests_total.rate"}
+    assert "metricbeat.autodiscover" in (REPO / "metricbeat" / "metricbeat.yml").read_text()
 
 
 def test_observability_doc_explains_every_panel() -> None:

@@ -1,7 +1,8 @@
-"""metricbeat/metricbeat.yml: documented keys only, the Prometheus targets, and the fields it makes.
+"""metricbeat/metricbeat.yml: documented keys only, the containers it scrapes, and the fields it makes.
 
-Metricbeat scrapes the api and the collector directly with `use_types` (see the file's header
-for why not /federate). The typed layout is reproduced from the Beats sources
+Metricbeat scrapes the app containers of either profile directly, found by Docker autodiscover
+on their `tagwatch_metrics_port` label, with `use_types` (see the file's header for why not
+/federate). The typed layout is reproduced from the Beats sources
 (x-pack/metricbeat/module/prometheus/collector/data.go): counters become
 prometheus.<name>.counter/.rate, gauges prometheus.<name>.value, histograms
 prometheus.<name>.histogram, labels prometheus.labels.<label>.
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import yaml
 from capture import capture_metric_names
-from compose_model import prometheus_targets
+from compose_model import prometheus_targets, rendered_configs
 
 REPO = Path(__file__).resolve().parents[3]
 CONFIG = yaml.safe_load((REPO / "metricbeat" / "metricbeat.yml").read_text())
@@ -40,25 +41,28 @@ CONTRACT_HISTOGRAMS = {
     "tagwatch_collection_duration_seconds",
 }
 
+# configuration-autodiscover.md (Docker provider, templates, conditions),
 # metricbeat-metricset-prometheus-collector.md and elasticsearch-output.md.
+TEMPLATE = "metricbeat.autodiscover.providers[].templates[]"
+MODULE = f"{TEMPLATE}.config[]"
 DOCUMENTED_KEYS = {
-    "metricbeat.modules[].module",
-    "metricbeat.modules[].metricsets",
-    "metricbeat.modules[].period",
-    "metricbeat.modules[].hosts",
-    "metricbeat.modules[].metrics_path",
-    "metricbeat.modules[].use_types",
-    "metricbeat.modules[].rate_counters",
-    "metricbeat.modules[].metrics_filters.include",
-    "metricbeat.modules[].metrics_filters.exclude",
-    "metricbeat.modules[].query",
-    "metricbeat.modules[].username",
-    "metricbeat.modules[].password",
+    "metricbeat.autodiscover.providers[].type",
+    f"{TEMPLATE}.condition.has_fields",
+    f"{MODULE}.module",
+    f"{MODULE}.metricsets",
+    f"{MODULE}.period",
+    f"{MODULE}.hosts",
+    f"{MODULE}.metrics_path",
+    f"{MODULE}.use_types",
+    f"{MODULE}.rate_counters",
+    f"{MODULE}.metrics_filters.include",
+    f"{MODULE}.metrics_filters.exclude",
     "output.elasticsearch.hosts",
     "output.elasticsearch.username",
     "output.elasticsearch.password",
 }
-LIST_VALUED = {"metricsets", "hosts", "include", "exclude"}
+LIST_VALUED = {"metricsets", "hosts", "include", "exclude", "has_fields"}
+LABEL = "tagwatch_metrics_port"
 
 
 def flatten_keys(node, prefix: str = "") -> set[str]:
@@ -74,21 +78,53 @@ def flatten_keys(node, prefix: str = "") -> set[str]:
     return {prefix}
 
 
+def template() -> dict:
+    (provider,) = CONFIG["metricbeat.autodiscover"]["providers"]
+    assert provider["type"] == "docker"
+    (only,) = provider["templates"]
+    return only
+
+
 def module() -> dict:
-    (prometheus,) = CONFIG["metricbeat.modules"]
+    (prometheus,) = template()["config"]
     assert prometheus["module"] == "prometheus"
     return prometheus
 
 
-def beats_interpolate(value: str, env: dict[str, str]) -> str:
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: env[m.group(1)], value)
+def autodiscover_event(service: dict, host: str) -> dict:
+    """The Docker provider's event for a container of this compose service (providers/docker/docker.go)."""
+    labels = {key: str(value) for key, value in service.get("labels", {}).items()}
+    return {"host": host, "docker": {"container": {"labels": labels}}}
 
 
-def metricbeat_targets(model: dict) -> list[str]:
-    """The module's hosts with the metricbeat container's environment as compose resolves it."""
-    return [
-        beats_interpolate(host, model["services"]["metricbeat"]["environment"]) for host in module()["hosts"]
-    ]
+def lookup(event: dict, dotted: str):
+    node = event
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def matches(event: dict) -> bool:
+    """The template's condition (has_fields: every field present) for this event."""
+    return all(lookup(event, field) is not None for field in template()["condition"]["has_fields"])
+
+
+def scrape_target(event: dict) -> str:
+    """The module's single host with the event's ${data.*} variables substituted."""
+    (host,) = module()["hosts"]
+    return re.sub(r"\$\{data\.([\w.]+)\}", lambda m: str(lookup(event, m.group(1))), host)
+
+
+def metricbeat_targets(model: dict) -> dict[str, str]:
+    """Compose service -> the host:port Metricbeat scrapes in its container (service name as host)."""
+    targets = {}
+    for name, service in model["services"].items():
+        event = autodiscover_event(service, host=name)
+        if matches(event):
+            targets[name] = scrape_target(event)
+    return targets
 
 
 def kept(family: str) -> bool:
@@ -139,11 +175,41 @@ def test_typed_layout_with_counter_rates_is_on() -> None:
     assert module()["metrics_path"] == "/metrics"
 
 
-def test_scrapes_the_same_targets_as_prometheus(resolved: dict) -> None:
+def test_scrapes_the_same_processes_as_prometheus(resolved: dict) -> None:
     # Other port values are checked in test_compose.py (test_scrape_targets_follow_the_port_variables).
     jobs = prometheus_targets(resolved)
-    assert metricbeat_targets(resolved) == jobs["tagwatch-api"] + jobs["tagwatch-collector"]
-    assert metricbeat_targets(resolved) == ["api:8000", "collector:9108"]
+    assert sorted(metricbeat_targets(resolved).values()) == jobs["tagwatch-api"] + jobs["tagwatch-collector"]
+    assert metricbeat_targets(resolved) == {"api": "api:8000", "collector": "collector:9108"}
+
+
+def test_scrapes_every_replica_of_the_postgres_profile_on_its_port(resolved_postgres: dict) -> None:
+    # One scrape per container: each api-pg replica is a container of its own carrying the label.
+    assert metricbeat_targets(resolved_postgres) == {
+        "api-pg": "api-pg:8000",
+        "collector-pg": "collector-pg:9108",
+    }
+    config = yaml.safe_load(
+        rendered_configs(resolved_postgres, "prometheus-pg")["/etc/prometheus/prometheus.yml"]
+    )
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    (dns,) = jobs["tagwatch-api"]["dns_sd_configs"]
+    assert f"{dns['names'][0]}:{dns['port']}" == "api-pg:8000"
+    assert jobs["tagwatch-collector"]["static_configs"][0]["targets"] == ["collector-pg:9108"]
+
+
+def test_a_container_without_the_label_is_not_scraped() -> None:
+    assert not matches(autodiscover_event({"labels": {"tagwatch_log_format": "ecs-json"}}, host="x"))
+    assert matches(autodiscover_event({"labels": {LABEL: "8000"}}, host="x"))
+    assert (
+        scrape_target(autodiscover_event({"labels": {LABEL: "8123"}}, host="172.18.0.5")) == "172.18.0.5:8123"
+    )
+
+
+def test_metricbeat_reads_the_docker_socket_read_only(resolved: dict) -> None:
+    service = resolved["services"]["metricbeat"]
+    mounts = {v["target"]: v for v in service["volumes"]}
+    assert mounts["/var/run/docker.sock"]["read_only"] is True
+    assert service["user"] == "root"
 
 
 def test_filters_keep_every_contract_metric_and_drop_created() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from compose_model import prometheus_targets
+from compose_model import prometheus_targets, rendered_configs
 
 REPO = Path(__file__).resolve().parents[3]
 PROMETHEUS_DIR = REPO / "prometheus"
@@ -155,6 +155,11 @@ def test_promtool_check_config_accepts_config_and_rules(
             for path, target in zip(local, sd["files"], strict=True):
                 path.write_text(resolved["configs"][rendered[target]]["content"])
             sd["files"] = [str(path) for path in local]
+    assert_promtool_accepts(promtool, tmp_path, config)
+
+
+def assert_promtool_accepts(promtool: str, tmp_path: Path, config: dict) -> None:
+    """`promtool check config` passes on `config` and loads every rule file of the repository."""
     local_config = tmp_path / "prometheus.yml"
     local_config.write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -163,6 +168,37 @@ def test_promtool_check_config_accepts_config_and_rules(
     for path in RULE_FILES:
         assert str(path) in output, f"rule file not picked up by the config:\n{output}"
     assert "WARNING" not in output, output
+
+
+def postgres_profile_config(model: dict) -> dict:
+    """prometheus-pg's configuration file as compose renders it (its `configs:`)."""
+    return yaml.safe_load(rendered_configs(model, "prometheus-pg")["/etc/prometheus/prometheus.yml"])
+
+
+def test_promtool_check_config_accepts_the_postgres_profile_config(
+    promtool: str, tmp_path: Path, resolved_postgres: dict
+) -> None:
+    config = postgres_profile_config(resolved_postgres)
+    config["rule_files"] = [str(RULES_DIR / "*.yml")]
+    assert_promtool_accepts(promtool, tmp_path, config)
+
+
+def test_postgres_profile_config_differs_only_in_how_it_finds_the_targets(resolved_postgres: dict) -> None:
+    # Same jobs, rules and intervals, so every rule and alert reads the same series on both profiles.
+    default, postgres = yaml.safe_load(CONFIG.read_text()), postgres_profile_config(resolved_postgres)
+    assert postgres["global"] == default["global"]
+    assert postgres["rule_files"] == default["rule_files"]
+    strip = ("file_sd_configs", "dns_sd_configs", "static_configs")
+    assert [{k: v for k, v in job.items() if k not in strip} for job in postgres["scrape_configs"]] == [
+        {k: v for k, v in job.items() if k not in strip} for job in default["scrape_configs"]
+    ]
+    api = next(job for job in postgres["scrape_configs"] if job["job_name"] == "tagwatch-api")
+    # Docker's DNS answers one A record per replica: each replica becomes a target of its own.
+    assert api["dns_sd_configs"] == [
+        {"names": ["api-pg"], "type": "A", "port": 8000, "refresh_interval": "15s"}
+    ]
+    mounts = {v["target"]: v["source"] for v in resolved_postgres["services"]["prometheus-pg"]["volumes"]}
+    assert mounts["/etc/prometheus/rules"] == str(RULES_DIR)
 
 
 def test_config_matches_compose_and_scrape_contract(resolved: dict) -> None:
