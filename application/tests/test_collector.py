@@ -153,7 +153,7 @@ def test_collector_non_fatal_failure_fails_one_tag_and_continues(db_path):
     api.script.extend([Scripted(503, "Service Unavailable")] * 6)  # devops exhausts its retries
     result = make_collector(db_path, api).run_once()
     assert [t.error.kind if t.error else None for t in result.tags] == ["source_unavailable", None, None]
-    assert result.status == "failed"
+    assert result.status == "partial"
 
 
 def test_collector_records_the_run_with_per_tag_figures(db_path):
@@ -309,7 +309,8 @@ def test_collector_stopped_run_marks_unreached_tags_skipped(db_path):
             "SELECT tag, status FROM run_tags WHERE run_id = ?", (result.run_id,)
         ).fetchall()
     )
-    assert statuses == {"devops": "success", "sre": "skipped", "oauth": "skipped"}
+    assert statuses == {"devops": "interrupted", "sre": "skipped", "oauth": "skipped"}
+    assert result.status == "interrupted"
     assert (
         snapshot(db_path)["cursors"][0][2] is not None
     )  # devops left its pagination pending for the next run

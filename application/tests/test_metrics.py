@@ -32,7 +32,8 @@ def test_metrics_endpoint_content_type_and_precreated_series(client):
     for tag in ("devops", "opentracing"):
         assert f'tagwatch_posts_collected_total{{source="sample",tag="{tag}"}} 0.0' in text
         assert f'tagwatch_last_successful_collection_timestamp_seconds{{tag="{tag}"}}' in text
-    assert 'tagwatch_collection_runs_total{status="failed"}' in text
+    for outcome in ("success", "partial", "failed", "interrupted"):
+        assert f'tagwatch_collection_runs_total{{outcome="{outcome}"}}' in text
     assert re.search(r'tagwatch_build_info\{version="[0-9.]+"\} 1\.0', text)
     assert 'http_request_duration_seconds_count{method="POST",route="/api/v1/collect"}' in text
 

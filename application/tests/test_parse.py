@@ -64,10 +64,14 @@ def test_parse_page_without_data_is_empty():
     assert page.posts == [] and page.users == [] and page.places == []
 
 
-def test_parse_page_with_partial_errors_and_unknown_place_falls_back_to_profile():
+def test_parse_page_with_an_unknown_place_leaves_the_country_to_the_store():
     page = parse_page(load("partial_errors"), DEFAULT_TAGS, "observability")
-    assert page.posts[0].tags == ("observability",)
-    assert (page.posts[0].country, page.posts[0].country_source) == ("PT", "profile")
+    post = page.posts[0]
+    assert post.tags == ("observability",)
+    # the place may already be stored from an earlier page: the store decides (place, else profile PT)
+    assert (post.country, post.country_source, post.country_pending) == (None, None, True)
+    assert (page.missing_places, page.missing_authors) == (1, 0)
+    assert page.users[0].country == "PT"
 
 
 @pytest.mark.parametrize(

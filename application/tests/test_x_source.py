@@ -91,7 +91,7 @@ def test_client_rate_limit_without_reset_header_backs_off_boundedly():
 
 def test_client_rate_limit_reset_beyond_cap_fails_without_waiting():
     api = corpus(5)
-    api.script.append(Scripted(429, {"title": "Too Many Requests"}, {"x-rate-limit-reset": "99999"}))
+    api.script.append(Scripted(429, {"title": "Too Many Requests"}, {"x-rate-limit-reset": "1600"}))
     sleep = RecordedSleep()
     with pytest.raises(SourceError) as raised:
         list(client_for(api, sleep).pages("devops", None, None, budget=100))
