@@ -126,12 +126,17 @@ def connect(path: str | Path, readonly: bool = False) -> sqlite3.Connection:
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception: the unit of crash safety."""
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception: the unit of crash safety.
+
+    SQLite has already rolled back by itself after some errors (SQLITE_FULL: disk full); a second
+    ROLLBACK would then fail and hide the real error, so it is issued only while one is open.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
 

@@ -90,3 +90,30 @@ def test_post_time_normalises_or_falls_back_to_snowflake(raw, expected):
 def test_parse_page_skips_posts_without_id():
     payload = {"data": [{"text": "no id"}, {"id": "x1"}, {"id": "5", "text": "ok"}]}
     assert [p.id for p in parse_page(payload, DEFAULT_TAGS, "sre").posts] == [5]
+
+
+@pytest.mark.parametrize(
+    "includes",
+    [[], None, "oops", {"users": {"not": "a list"}, "places": [None, 7]}],
+    ids=["list", "null", "string", "wrong-shapes"],
+)
+def test_parse_page_tolerates_malformed_includes_and_marks_the_posts_pending(includes):
+    payload = {
+        "data": [
+            {"id": "9", "text": "#sre", "author_id": "u1", "geo": [], "entities": {"hashtags": "x"}},
+            "junk",
+        ],
+        "includes": includes,
+    }
+    page = parse_page(payload, DEFAULT_TAGS, "sre")
+    assert [(p.id, p.tags, p.country, p.country_pending) for p in page.posts] == [(9, ("sre",), None, True)]
+    assert (page.missing_authors, page.missing_places, page.users, page.places) == (1, 0, [], [])
+
+
+def test_parse_page_country_of_a_post_with_a_present_place_needs_no_author():
+    payload = {
+        "data": [{"id": "3", "text": "#sre", "author_id": "ghost", "geo": {"place_id": "p"}}],
+        "includes": {"places": [{"id": "p", "country_code": "fr"}]},
+    }
+    post = parse_page(payload, DEFAULT_TAGS, "sre").posts[0]
+    assert (post.country, post.country_source, post.country_pending) == ("FR", "place", False)
