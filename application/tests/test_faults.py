@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import random
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -357,3 +361,72 @@ def check_ground_truth(path, truth: dict) -> None:
         assert requests > 0
     finally:
         conn.close()
+
+
+@pytest.mark.slow
+def test_kill_9_at_twenty_random_moments_then_completion_gives_the_ground_truth(tmp_path):
+    """Real `tagwatch collect --once` processes against the fake server, each SIGKILLed at a random
+    moment after a random number of requests (mid-response, mid-write); posts keep arriving. Each
+    next run takes over the dead run's lease at once, and a final run ends at the exact ground truth."""
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    api = FakeXApi(FIRST, USERS, page_size=4, places=PLACES)
+    base_url, stop = serve_fake_x(api, delay=0.01)
+    path = tmp_path / "killed.db"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "TAGWATCH_DB": str(path),
+        "TAGWATCH_SOURCE": "x",
+        "X_BEARER_TOKEN": "t",
+        "X_API_BASE_URL": base_url,
+        "TAGWATCH_TAGS": ",".join(TAGS),
+        "TAGWATCH_MAX_POSTS_PER_TAG": "1000",
+        "LOG_LEVEL": "WARNING",
+    }
+    kills, started_runs = 0, 0
+    try:
+        while kills < 20 and started_runs < 40:
+            api.add(*batch(40_000 + 10 * started_runs, 5))  # posts keep arriving between runs
+            kills += kill_one_run(api, env, rng)
+            started_runs += 1
+        final = subprocess.run(COLLECT_ONCE, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        stop()
+    assert kills == 20, f"seed {seed}: only {kills} kills in {started_runs} runs"
+    assert final.returncode == 0 and "Traceback" not in final.stderr, (seed, final.stderr[-2000:])
+    truth = clean_collection(tmp_path / "truth.db", api.posts)
+    check_ground_truth(path, truth)
+    conn = store.connect(path)
+    statuses = [row[0] for row in conn.execute("SELECT status FROM runs ORDER BY id")]
+    assert statuses[-1] == "success" and "running" not in statuses, (seed, statuses)
+    assert len(statuses) >= 21  # every killed run was replaced at once, none waited for a lease
+
+
+COLLECT_ONCE = [sys.executable, "-m", "tagwatch", "collect", "--once"]
+
+
+def kill_one_run(api: FakeXApi, env: dict, rng: random.Random) -> int:
+    """Start a run and SIGKILL it after a random number of requests plus a random delay; 1 if killed."""
+    target = len(api.calls) + rng.randint(1, 4)
+    process = subprocess.Popen(COLLECT_ONCE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        if api.wait_for_calls(target, 0.05):
+            time.sleep(rng.uniform(0, 0.03))
+            break
+    killed = process.poll() is None
+    process.kill()
+    process.wait()
+    return int(killed)
+
+
+def clean_collection(path, posts: list[dict]) -> dict:
+    """The ground truth for `posts`: one uninterrupted collection into a fresh database."""
+    store.init_db(path)
+    api = FakeXApi(posts, USERS, page_size=4, places=PLACES)
+    base_url, stop = serve_fake_x(api)
+    try:
+        assert collector(path, base_url, FixedClock(NOW)).run_once().status == "success"
+    finally:
+        stop()
+    return snapshot(path)
