@@ -152,6 +152,7 @@ class Collector:
         self.should_stop = should_stop
         self.clock = clock
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        metrics.precreate_collector(settings.tags)  # every outcome and reason exists at 0 from the start
 
     def run_once(
         self, trigger: str = "schedule", announce: Callable[[int, bool], None] | None = None
