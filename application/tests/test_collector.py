@@ -622,3 +622,17 @@ def test_collector_lease_is_renewed_before_every_wait(db_path):
     finally:
         store.extend_lease = restore
     assert renewals == collector.client._sleep.waits and len(renewals) == 2  # backoff and 429 wait
+
+
+def test_collector_that_cannot_even_record_a_run_fails_with_one_line_and_returns(db_path, caplog):
+    reader = store.connect(db_path, readonly=True)  # as if the database became read-only
+    with caplog.at_level(logging.INFO, logger="tagwatch"):
+        result = make_collector(db_path, corpus(), conn=reader).run_once()
+    assert (result.started, result.status, result.run_id, result.error_type) == (
+        False,
+        "failed",
+        None,
+        "OperationalError",
+    )
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [getattr(r, "event.action") for r in errors] == ["run_failed"]
