@@ -52,6 +52,8 @@ class Settings:
     x_bearer_token: str | None = field(default=None, repr=False)
     x_api_base_url: str = "https://api.x.com"
     max_posts_per_tag: int = 100
+    max_requests_per_tag: int = 100
+    tag_time_budget: int = 300
     collect_interval: int = 900
     log_level: str = "INFO"
     admin_token: str | None = field(default=None, repr=False)
@@ -75,6 +77,8 @@ class Settings:
             x_bearer_token=token,
             x_api_base_url=_url(env, "X_API_BASE_URL", cls.x_api_base_url),
             max_posts_per_tag=_int(env, "TAGWATCH_MAX_POSTS_PER_TAG", 100, 1, 1_000_000),
+            max_requests_per_tag=_int(env, "TAGWATCH_MAX_REQUESTS_PER_TAG", 100, 1, 100_000),
+            tag_time_budget=_int(env, "TAGWATCH_TAG_TIME_BUDGET", 300, 1, 86_400),
             collect_interval=_int(env, "TAGWATCH_COLLECT_INTERVAL", 900, 1, 86_400 * 7),
             log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
             admin_token=_optional(env, "TAGWATCH_ADMIN_TOKEN"),

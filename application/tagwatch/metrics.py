@@ -2,12 +2,18 @@
 
 Names follow Prometheus conventions (base units, `_total`, `_seconds`); labels are bounded:
 HTTP metrics use the route template, and tags come from configuration.
+
+The collector's metrics are created on first use (module `__getattr__`), so they exist only in a
+process that collects: the API's `/metrics` never shows an always-zero collector series such as
+`tagwatch_collection_duration_seconds`, which Prometheus would otherwise scrape from two jobs.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
@@ -23,7 +29,8 @@ from prometheus_client import (
 from tagwatch import __version__
 
 SOURCES = ("x", "sample")
-RUN_STATUSES = ("success", "failed")
+RUN_OUTCOMES = ("success", "partial", "failed", "interrupted")
+PARTIAL_REASONS = ("errors", "missing_author", "missing_place")
 UNMATCHED_ROUTE = "unmatched"
 
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests answered.", ["method", "route", "status"])
@@ -36,40 +43,6 @@ HTTP_DURATION = Histogram(
 HTTP_IN_PROGRESS = Gauge(
     "http_requests_in_progress", "HTTP requests being answered.", multiprocess_mode="livesum"
 )
-POSTS_COLLECTED = Counter("tagwatch_posts_collected_total", "New posts stored.", ["tag", "source"])
-POSTS_READ = Counter(
-    "tagwatch_posts_read_total", "Posts read from the source (what X bills).", ["tag", "source"]
-)
-SOURCE_REQUESTS = Counter(
-    "tagwatch_source_requests_total", "Requests to the post source by outcome.", ["source", "status"]
-)
-SOURCE_DURATION = Histogram(
-    "tagwatch_source_request_duration_seconds",
-    "Time for one request to the post source.",
-    ["source"],
-    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
-)
-SOURCE_RATE_LIMIT_REMAINING = Gauge(
-    "tagwatch_source_rate_limit_remaining",
-    "Requests left in the source's rate-limit window (x-rate-limit-remaining).",
-    ["source"],
-    multiprocess_mode="mostrecent",
-)
-COLLECTION_RUNS = Counter("tagwatch_collection_runs_total", "Collection runs by outcome.", ["status"])
-COLLECTION_DURATION = Histogram(
-    "tagwatch_collection_duration_seconds",
-    "Duration of one collection run over all tags.",
-    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800),
-)
-LAST_SUCCESS = Gauge(
-    "tagwatch_last_successful_collection_timestamp_seconds",
-    "Unix time of the last successful collection of a tag (0 = never).",
-    ["tag"],
-    multiprocess_mode="max",
-)
-STORED_POSTS = Gauge(
-    "tagwatch_stored_posts", "Posts stored per tag.", ["tag"], multiprocess_mode="mostrecent"
-)
 BUILD_INFO = Gauge(
     "tagwatch_build_info",
     "Always 1; the version label says which build runs.",
@@ -78,19 +51,88 @@ BUILD_INFO = Gauge(
 )
 
 
+_COLLECTOR_METRICS: dict[str, Callable[[], Any]] = {
+    "POSTS_COLLECTED": lambda: Counter(
+        "tagwatch_posts_collected_total", "New posts stored.", ["tag", "source"]
+    ),
+    "POSTS_READ": lambda: Counter(
+        "tagwatch_posts_read_total", "Posts read from the source (what X bills).", ["tag", "source"]
+    ),
+    "SOURCE_REQUESTS": lambda: Counter(
+        "tagwatch_source_requests_total",
+        "HTTP attempts to the post source by outcome (every retry counts).",
+        ["source", "status"],
+    ),
+    "SOURCE_DURATION": lambda: Histogram(
+        "tagwatch_source_request_duration_seconds",
+        "Time for one request to the post source.",
+        ["source"],
+        buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    ),
+    "SOURCE_RATE_LIMIT_REMAINING": lambda: Gauge(
+        "tagwatch_source_rate_limit_remaining",
+        "Requests left in the source's rate-limit window (x-rate-limit-remaining).",
+        ["source"],
+        multiprocess_mode="mostrecent",
+    ),
+    "SOURCE_PARTIAL_ERRORS": lambda: Counter(
+        "tagwatch_source_partial_errors_total",
+        "Incomplete data in 200 responses: errors[] entries, posts whose author or place was missing"
+        " from includes.",
+        ["source", "reason"],
+    ),
+    "COLLECTION_RUNS": lambda: Counter(
+        "tagwatch_collection_runs_total", "Collection runs by outcome.", ["outcome"]
+    ),
+    "COLLECTION_DURATION": lambda: Histogram(
+        "tagwatch_collection_duration_seconds",
+        "Duration of one collection run over all tags.",
+        buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800),
+    ),
+    "LAST_SUCCESS": lambda: Gauge(
+        "tagwatch_last_successful_collection_timestamp_seconds",
+        "Unix time of the last successful collection of a tag (0 = never).",
+        ["tag"],
+        multiprocess_mode="max",
+    ),
+    "STORED_POSTS": lambda: Gauge(
+        "tagwatch_stored_posts", "Posts stored per tag.", ["tag"], multiprocess_mode="mostrecent"
+    ),
+}
+
+
+_CREATING = threading.Lock()
+
+
+def __getattr__(name: str) -> Any:
+    """Create a collector metric on first use and keep it as a module constant from then on."""
+    if name not in _COLLECTOR_METRICS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _collector(name)
+
+
+def _collector(name: str) -> Any:
+    with _CREATING:
+        if name not in globals():
+            globals()[name] = _COLLECTOR_METRICS[name]()
+        return globals()[name]
+
+
 def precreate_collector(tags: Iterable[str]) -> None:
     """Create the collector's bounded label combinations so its series exist at 0 before the first run."""
     tags = tuple(tags)
     BUILD_INFO.labels(version=__version__).set(1)
-    for status in RUN_STATUSES:
-        COLLECTION_RUNS.labels(status=status)
+    for outcome in RUN_OUTCOMES:
+        _collector("COLLECTION_RUNS").labels(outcome=outcome)
     for source in SOURCES:
-        SOURCE_DURATION.labels(source=source)
+        _collector("SOURCE_DURATION").labels(source=source)
+        for reason in PARTIAL_REASONS:
+            _collector("SOURCE_PARTIAL_ERRORS").labels(source=source, reason=reason)
         for tag in tags:
-            POSTS_COLLECTED.labels(tag=tag, source=source)
-            POSTS_READ.labels(tag=tag, source=source)
+            _collector("POSTS_COLLECTED").labels(tag=tag, source=source)
+            _collector("POSTS_READ").labels(tag=tag, source=source)
     for tag in tags:
-        LAST_SUCCESS.labels(tag=tag)
+        _collector("LAST_SUCCESS").labels(tag=tag)
 
 
 def precreate_http(routes: Iterable[tuple[str, str]]) -> None:

@@ -1,7 +1,9 @@
 """Pure translation of one X API v2 recent-search page into rows for the store.
 
-No I/O and no globals: everything odd in real pages (no `data`, missing `includes`, unknown
-authors, mixed-case hashtags, ids as numbers) is handled here, once.
+No I/O and no globals: everything odd in real pages (no `data`, missing or malformed `includes`,
+unknown authors, mixed-case hashtags, ids as numbers) is handled here, once. A post whose author or
+place is missing from `includes` is marked `country_pending` (country unknown for now): the store
+resolves it from what it already knows, or when that author or place is next seen.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class UserRow:
     name: str | None
     location: str | None
     followers: int
+    country: str | None = None  # resolved from `location`, for posts that waited for this author
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class PostRow:
     country: str | None
     country_source: str | None
     tags: tuple[str, ...]
+    country_pending: bool = False  # its place or author was missing from includes: resolved later
 
 
 @dataclass(frozen=True)
@@ -53,33 +57,53 @@ class ParsedPage:
     posts: list[PostRow]
     users: list[UserRow]
     places: list[PlaceRow]
+    missing_authors: int = 0  # posts whose author_id had no entry in includes.users
+    missing_places: int = 0  # posts whose geo.place_id had no entry in includes.places
 
 
 def parse_page(payload: dict[str, Any], tracked: Iterable[str], query_tag: str | None) -> ParsedPage:
     """Turn one page into rows; a post belongs to every tracked tag among its hashtags."""
     tracked_set = frozenset(t.lower() for t in tracked)
-    includes = payload.get("includes") or {}
-    users = {u.id: u for u in map(parse_user, includes.get("users") or []) if u}
-    places = {p.id: p for p in map(parse_place, includes.get("places") or []) if p}
+    includes = _mapping(payload.get("includes"))
+    users = {u.id: u for u in map(parse_user, _list(includes.get("users"))) if u}
+    places = {p.id: p for p in map(parse_place, _list(includes.get("places"))) if p}
     posts = []
-    for raw in payload.get("data") or []:
-        post = parse_post(raw, users, places, tracked_set, query_tag)
+    for raw in _list(payload.get("data")):
+        post = parse_post(raw, users, places, tracked_set, query_tag) if isinstance(raw, dict) else None
         if post is not None:
             posts.append(post)
-    return ParsedPage(posts=posts, users=list(users.values()), places=list(places.values()))
+    return ParsedPage(
+        posts=posts,
+        users=list(users.values()),
+        places=list(places.values()),
+        missing_authors=sum(1 for p in posts if p.author_id and p.author_id not in users),
+        missing_places=sum(1 for p in posts if p.place_id and p.place_id not in places),
+    )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else empty (X has been seen sending `includes: []`)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    """`value` if it is a JSON array, else empty."""
+    return value if isinstance(value, list) else []
 
 
 def parse_user(raw: dict[str, Any]) -> UserRow | None:
     """A user from `includes.users`; follower count 0 when public_metrics is missing."""
     if not isinstance(raw, dict) or not raw.get("id"):
         return None
-    metrics = raw.get("public_metrics") or {}
+    metrics = _mapping(raw.get("public_metrics"))
+    location = str(raw.get("location") or "").strip() or None
     return UserRow(
         id=str(raw["id"]),
         username=raw.get("username"),
         name=raw.get("name"),
-        location=(raw.get("location") or "").strip() or None,
+        location=location,
         followers=_int(metrics.get("followers_count")),
+        country=resolve_country(location),
     )
 
 
@@ -105,8 +129,14 @@ def parse_post(
         return None
     created_at, created_ts = post_time(raw.get("created_at"), post_id)
     author_id = str(raw["author_id"]) if raw.get("author_id") else None
-    place_id = ((raw.get("geo") or {}).get("place_id")) or None
-    country, country_source = post_country(places.get(place_id), users.get(author_id or ""))
+    place_id = _mapping(raw.get("geo")).get("place_id") or None
+    place, author = places.get(place_id or ""), users.get(author_id or "")
+    pending = bool(place_id and place is None) or bool(author_id and author is None)
+    country, country_source = post_country(place, author)
+    if pending and country_source != "place":
+        country, country_source = None, None
+    else:
+        pending = False
     return PostRow(
         id=post_id,
         created_at=created_at,
@@ -118,14 +148,15 @@ def parse_post(
         country=country,
         country_source=country_source,
         tags=post_tags(raw, tracked, query_tag),
+        country_pending=pending,
     )
 
 
 def post_tags(raw: dict[str, Any], tracked: frozenset[str], query_tag: str | None) -> tuple[str, ...]:
     """Tracked tags among the post's hashtags (case-insensitive), always including the query's tag."""
     found = {query_tag.lower()} if query_tag else set()
-    for hashtag in (raw.get("entities") or {}).get("hashtags") or []:
-        tag = str((hashtag or {}).get("tag") or "").lower()
+    for hashtag in _list(_mapping(raw.get("entities")).get("hashtags")):
+        tag = str(_mapping(hashtag).get("tag") or "").lower()
         if tag in tracked:
             found.add(tag)
     return tuple(sorted(found))
@@ -135,10 +166,8 @@ def post_country(place: PlaceRow | None, author: UserRow | None) -> tuple[str | 
     """Country and where it came from: the geo place first, else the author's profile location."""
     if place is not None and place.country_code:
         return place.country_code, "place"
-    if author is not None:
-        code = resolve_country(author.location)
-        if code:
-            return code, "profile"
+    if author is not None and author.country:
+        return author.country, "profile"
     return None, None
 
 

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from tagwatch import timestamps
-from tagwatch.store import LEASE_NAME, SCHEMA_VERSION, schema_version
+from tagwatch.store import SCHEMA_VERSION, schema_version
 
 
 def list_posts(
@@ -102,13 +102,6 @@ def _run(conn: sqlite3.Connection, row: sqlite3.Row) -> dict[str, Any]:
         "posts_new": sum(t["posts_new"] for t in tags),
         "tags": tags,
     }
-
-
-def active_run(conn: sqlite3.Connection, now: float | None = None) -> int | None:
-    """The id of the run holding the collection lease, if any."""
-    row = conn.execute("SELECT run_id, expires_at FROM lease WHERE name = ?", (LEASE_NAME,)).fetchone()
-    now = time.time() if now is None else now
-    return row["run_id"] if row and row["expires_at"] > now else None
 
 
 def readiness(conn: sqlite3.Connection) -> dict[str, Any]:

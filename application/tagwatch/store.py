@@ -2,10 +2,14 @@
 
 This module holds the only SQL that writes. A page, its aggregate updates and the tag's resume
 state commit in one transaction, so a crash at any point followed by a re-run yields the same rows.
+Every write of a run is fenced by the lease: it renews the lease row that names its run (rowcount 1)
+or raises LeaseLost and writes nothing, so a run whose lease was taken over can never write again.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import time
 from collections import Counter
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tagwatch import timestamps
+from tagwatch.geo import resolve_country
 from tagwatch.parse import ParsedPage, PostRow, UserRow
 
 BUCKET_SECONDS = 900  # quarter hours: every current UTC offset is a multiple of 15 minutes
@@ -62,7 +67,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE lease(name TEXT PRIMARY KEY, run_id INTEGER, holder TEXT NOT NULL,
             expires_at REAL NOT NULL)""",
     ),
-    (  # run requests (POST /api/v1/collect) and the heartbeat of long-running collectors
+    (  # schema 2: lease holder process (fencing), posts waiting for their author or place,
+        # run requests (POST /api/v1/collect) and the heartbeat of long-running collectors
+        "ALTER TABLE lease ADD COLUMN host TEXT",
+        "ALTER TABLE lease ADD COLUMN pid INTEGER",
+        "ALTER TABLE posts ADD COLUMN country_pending INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX posts_country_pending ON posts(author_id, place_id) WHERE country_pending = 1",
         """CREATE TABLE run_requests(id INTEGER PRIMARY KEY AUTOINCREMENT, requested_at TEXT NOT NULL,
             requested_ts REAL NOT NULL, status TEXT NOT NULL DEFAULT 'pending', claimed_by TEXT,
             claimed_at TEXT, run_id INTEGER)""",
@@ -110,10 +120,33 @@ class RequestOutcome:
 
 @dataclass(frozen=True)
 class RunStart:
-    """Outcome of asking for the lease: our new run id, or the id of the run that holds it."""
+    """Outcome of asking for the lease: our new run id, or the id of the run that holds it.
+
+    `took_over` names the run whose holder was a dead process on this host (taken over at once).
+    """
 
     run_id: int
     started: bool
+    took_over: int | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who holds the collection lease: the run, its process (host + pid) and until when."""
+
+    run_id: int
+    holder: str
+    host: str | None
+    pid: int | None
+    expires_at: float
+
+
+class LeaseLost(Exception):
+    """This run no longer holds the collection lease: another run took over, so it must stop writing."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"run {run_id} lost the collection lease to another run; it stopped writing")
+        self.run_id = run_id
 
 
 def connect(path: str | Path, readonly: bool = False) -> sqlite3.Connection:
@@ -130,12 +163,17 @@ def connect(path: str | Path, readonly: bool = False) -> sqlite3.Connection:
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception: the unit of crash safety."""
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception: the unit of crash safety.
+
+    SQLite has already rolled back by itself after some errors (SQLITE_FULL: disk full); a second
+    ROLLBACK would then fail and hide the real error, so it is issued only while one is open.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
 
@@ -203,9 +241,15 @@ def store_page(
     run_id: int | None,
     posts_read: int,
     requests: int = 1,
+    now: float | None = None,
 ) -> int:
-    """Store one page with its aggregates, cursor and run figures atomically; returns new posts."""
+    """Store one page with its aggregates, cursor and run figures atomically; returns new posts.
+
+    With a run id the transaction first renews that run's lease, so a fenced-off run writes nothing.
+    """
     with transaction(conn):
+        if run_id is not None:
+            renew_lease(conn, run_id, now=now)
         new_posts = write_rows(conn, page)
         save_cursor(conn, tag, cursor)
         if run_id is not None:
@@ -214,7 +258,6 @@ def store_page(
                 " posts_new = posts_new + ? WHERE run_id = ? AND tag = ?",
                 (requests, posts_read, len(new_posts), run_id, tag),
             )
-            renew_lease(conn, run_id)
     return len(new_posts)
 
 
@@ -231,7 +274,7 @@ def write_rows(conn: sqlite3.Connection, page: ParsedPage) -> list[PostRow]:
     collected_at = timestamps.utc()
     conn.executemany(
         "INSERT INTO posts(id, created_at, created_ts, text, lang, author_id, place_id, country,"
-        " country_source, collected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " country_source, collected_at, country_pending) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 p.id,
@@ -244,6 +287,7 @@ def write_rows(conn: sqlite3.Connection, page: ParsedPage) -> list[PostRow]:
                 p.country,
                 p.country_source,
                 collected_at,
+                int(p.country_pending),
             )
             for p in new_posts
         ],
@@ -257,6 +301,12 @@ def write_rows(conn: sqlite3.Connection, page: ParsedPage) -> list[PostRow]:
         [(p.author_id,) for p in new_posts if p.author_id],
     )
     add_to_aggregates(conn, new_posts)
+    waiting = [p for p in new_posts if p.country_pending]
+    resolve_pending_countries(
+        conn,
+        {u.id for u in page.users} | {p.author_id for p in waiting if p.author_id},
+        {pl.id for pl in page.places} | {p.place_id for p in waiting if p.place_id},
+    )
     return new_posts
 
 
@@ -278,17 +328,88 @@ def upsert_users(conn: sqlite3.Connection, users: Sequence[UserRow]) -> None:
     )
 
 
+def resolve_pending_countries(conn: sqlite3.Connection, authors: set[str], places: set[str]) -> int:
+    """Give posts stored without their author or place (missing from `includes`) a country, now that
+    one of those is known: the place's country first, else the author's profile country (as on a
+    complete page). Posts whose place and author are both still unknown keep waiting.
+
+    Each resolved post moves from the unknown-country row of agg_breakdown to its country's row in
+    the same transaction, so the aggregates stay equal to a GROUP BY over the posts.
+    """
+    pending = _select_in(
+        conn, "SELECT id FROM posts WHERE country_pending = 1 AND author_id IN", sorted(authors)
+    ) + _select_in(conn, "SELECT id FROM posts WHERE country_pending = 1 AND place_id IN", sorted(places))
+    resolved = {}
+    for post_id, lang, country, source in _known_countries(conn, sorted({row[0] for row in pending})):
+        resolved[post_id] = (lang, country, source)
+    if not resolved:
+        return 0
+    conn.executemany(
+        "UPDATE posts SET country_pending = 0, country = ?, country_source = ? WHERE id = ?",
+        [(country, source, post_id) for post_id, (_, country, source) in resolved.items()],
+    )
+    moves: Counter[tuple[str, str, str]] = Counter()
+    for post_id, tag in _select_in(
+        conn, "SELECT post_id, tag FROM post_tags WHERE post_id IN", list(resolved)
+    ):
+        lang, country, _ = resolved[post_id]
+        if country:
+            moves[(tag, lang, country)] += 1
+    _move_breakdown(conn, moves)
+    return len(resolved)
+
+
+def _known_countries(
+    conn: sqlite3.Connection, post_ids: list[int]
+) -> list[tuple[int, str, str | None, str | None]]:
+    """(post id, lang, country, source) for pending posts whose place or author is known by now."""
+    rows = _select_in(
+        conn,
+        "SELECT p.id, coalesce(p.lang, ''), pl.country_code, u.location, u.updated_at IS NOT NULL"
+        " FROM posts p LEFT JOIN places pl ON pl.id = p.place_id LEFT JOIN users u ON u.id = p.author_id"
+        " WHERE p.id IN",
+        post_ids,
+    )
+    known = []
+    for post_id, lang, place_country, location, author_seen in rows:
+        if place_country:
+            known.append((post_id, lang, place_country, "place"))
+        elif author_seen:
+            country = resolve_country(location)
+            known.append((post_id, lang, country, "profile" if country else None))
+    return known
+
+
+def _move_breakdown(conn: sqlite3.Connection, moves: Counter[tuple[str, str, str]]) -> None:
+    """Move posts counted under an unknown country to the country now known (zero rows are dropped)."""
+    conn.executemany(
+        "UPDATE agg_breakdown SET posts = posts - ? WHERE tag = ? AND lang = ? AND country = ''",
+        [(n, tag, lang) for (tag, lang, _), n in moves.items()],
+    )
+    conn.execute("DELETE FROM agg_breakdown WHERE posts = 0")
+    conn.executemany(
+        "INSERT INTO agg_breakdown(tag, lang, country, posts) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(tag, lang, country) DO UPDATE SET posts = posts + excluded.posts",
+        [(tag, lang, country, n) for (tag, lang, country), n in moves.items()],
+    )
+
+
+def _select_in(conn: sqlite3.Connection, sql: str, values: Sequence) -> list[tuple]:
+    """Rows of `sql` followed by `(?, ?, …)` over `values`, in chunks under SQLite's variable limit."""
+    rows: list[tuple] = []
+    for start in range(0, len(values), 900):
+        chunk = values[start : start + 900]
+        marks = ",".join("?" * len(chunk))
+        rows.extend(tuple(row) for row in conn.execute(f"{sql} ({marks})", chunk))
+    return rows
+
+
 def unseen_posts(conn: sqlite3.Connection, posts: Sequence[PostRow]) -> list[PostRow]:
     """Posts of the page that are not stored yet (first occurrence wins within the page)."""
     by_id = {}
     for post in posts:
         by_id.setdefault(post.id, post)
-    ids = list(by_id)
-    seen: set[int] = set()
-    for start in range(0, len(ids), 900):
-        chunk = ids[start : start + 900]
-        marks = ",".join("?" * len(chunk))
-        seen.update(row[0] for row in conn.execute(f"SELECT id FROM posts WHERE id IN ({marks})", chunk))
+    seen = {row[0] for row in _select_in(conn, "SELECT id FROM posts WHERE id IN", list(by_id))}
     return [post for post_id, post in by_id.items() if post_id not in seen]
 
 
@@ -343,12 +464,17 @@ def begin_run(
     now: float | None = None,
     ttl: float = LEASE_TTL_SECONDS,
 ) -> RunStart:
-    """Take the collection lease and record a new run, or report the run that holds the lease."""
+    """Take the collection lease and record a new run, or report the live run that holds the lease.
+
+    A holder that was a process on this host that no longer exists is taken over at once; a holder
+    elsewhere keeps the lease until its TTL runs out. Runs left `running` are marked abandoned.
+    """
     now = time.time() if now is None else now
     with transaction(conn):
-        row = conn.execute("SELECT run_id, expires_at FROM lease WHERE name = ?", (LEASE_NAME,)).fetchone()
-        if row is not None and row["expires_at"] > now:
-            return RunStart(run_id=row["run_id"], started=False)
+        current = _lease_row(conn)
+        if current is not None and current.expires_at > now and not _holder_is_dead(current):
+            return RunStart(run_id=current.run_id, started=False)
+        took_over = current.run_id if current is not None and current.expires_at > now else None
         conn.execute(
             "UPDATE runs SET status = 'failed', finished_at = ?,"
             " error = 'abandoned: the process running it stopped' WHERE status = 'running'",
@@ -360,58 +486,128 @@ def begin_run(
         ).lastrowid
         conn.executemany("INSERT INTO run_tags(run_id, tag) VALUES (?, ?)", [(run_id, tag) for tag in tags])
         conn.execute(
-            "INSERT INTO lease(name, run_id, holder, expires_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT(name) DO UPDATE SET run_id = excluded.run_id,"
-            " holder = excluded.holder, expires_at = excluded.expires_at",
-            (LEASE_NAME, run_id, holder, now + ttl),
+            "INSERT INTO lease(name, run_id, holder, expires_at, host, pid) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET run_id = excluded.run_id, holder = excluded.holder,"
+            " expires_at = excluded.expires_at, host = excluded.host, pid = excluded.pid",
+            (LEASE_NAME, run_id, holder, now + ttl, socket.gethostname(), os.getpid()),
         )
-    return RunStart(run_id=int(run_id), started=True)
+    return RunStart(run_id=int(run_id), started=True, took_over=took_over)
+
+
+def live_lease(conn: sqlite3.Connection, now: float | None = None) -> Lease | None:
+    """The lease if a live run holds it (unexpired, and not a dead process on this host), else None."""
+    now = time.time() if now is None else now
+    lease = _lease_row(conn)
+    if lease is None or lease.expires_at <= now or _holder_is_dead(lease):
+        return None
+    return lease
+
+
+def _lease_row(conn: sqlite3.Connection) -> Lease | None:
+    row = conn.execute(
+        "SELECT run_id, holder, host, pid, expires_at FROM lease WHERE name = ?", (LEASE_NAME,)
+    ).fetchone()
+    return Lease(*row) if row else None
+
+
+def _holder_is_dead(lease: Lease) -> bool:
+    """True when the holder ran on this host and its process is gone (or a zombie)."""
+    if lease.host != socket.gethostname() or not lease.pid or lease.pid == os.getpid():
+        return False
+    return not process_alive(lease.pid)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def renew_lease(conn: sqlite3.Connection, run_id: int, extra: float = 0.0, now: float | None = None) -> None:
-    """Push the lease's expiry forward (by `extra` more seconds before a long wait)."""
+    """Push this run's lease expiry forward (by `extra` more seconds before a long wait).
+
+    Raises LeaseLost when the lease row no longer names this run: the caller must stop writing.
+    """
     now = time.time() if now is None else now
-    conn.execute(
+    renewed = conn.execute(
         "UPDATE lease SET expires_at = ? WHERE name = ? AND run_id = ?",
         (now + LEASE_TTL_SECONDS + extra, LEASE_NAME, run_id),
-    )
+    ).rowcount
+    if renewed != 1:
+        raise LeaseLost(run_id)
 
 
-def extend_lease(conn: sqlite3.Connection, run_id: int, seconds: float) -> None:
-    """Keep the lease through a known wait (a rate-limit reset), in its own transaction."""
+def extend_lease(conn: sqlite3.Connection, run_id: int, seconds: float, now: float | None = None) -> None:
+    """Keep the lease through a known wait (backoff, rate-limit reset), in its own transaction."""
     with transaction(conn):
-        renew_lease(conn, run_id, extra=seconds)
+        renew_lease(conn, run_id, extra=seconds, now=now)
 
 
 def finish_tag(
-    conn: sqlite3.Connection, run_id: int, tag: str, status: str, error: str | None = None
+    conn: sqlite3.Connection,
+    run_id: int,
+    tag: str,
+    status: str,
+    error: str | None = None,
+    *,
+    requests: int = 0,
+    now: float | None = None,
 ) -> None:
-    """Record how one tag's part of a run ended."""
+    """Record how one tag's part of a run ended, with the requests not yet counted with a page."""
     with transaction(conn):
+        renew_lease(conn, run_id, now=now)
         conn.execute(
-            "UPDATE run_tags SET status = ?, error = ? WHERE run_id = ? AND tag = ?",
-            (status, error, run_id, tag),
+            "UPDATE run_tags SET status = ?, error = ?, requests = requests + ? WHERE run_id = ? AND tag = ?",
+            (status, error, requests, run_id, tag),
         )
 
 
-def finish_run(conn: sqlite3.Connection, run_id: int, status: str, error: str | None = None) -> None:
-    """Close a run and release the lease in one transaction."""
+def finish_run(
+    conn: sqlite3.Connection,
+    run_id: int,
+    status: str,
+    error: str | None = None,
+    *,
+    failed_tag: str | None = None,
+    failed_tag_requests: int = 0,
+) -> bool:
+    """Close a run that is still `running` and release its lease; False if it was closed already.
+
+    `failed_tag` is the tag in flight when the run crashed (with its attempts not yet counted);
+    tags the run never reached become `skipped`. A run another run marked abandoned
+    after taking its lease keeps that record: a fenced-off run cannot overwrite it.
+    """
     with transaction(conn):
-        conn.execute(
-            "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+        closed = conn.execute(
+            "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ? AND status = 'running'",
             (status, error, timestamps.utc(), run_id),
+        ).rowcount
+        if not closed:
+            return False
+        conn.execute(
+            "UPDATE run_tags SET status = 'failed', requests = requests + ? WHERE run_id = ? AND tag = ?",
+            (failed_tag_requests, run_id, failed_tag),
         )
-        conn.execute(  # tags a stopped or failed run never reached
+        conn.execute(
             "UPDATE run_tags SET status = 'skipped' WHERE run_id = ? AND status = 'pending'", (run_id,)
         )
         conn.execute("DELETE FROM lease WHERE name = ? AND run_id = ?", (LEASE_NAME, run_id))
+    return True
 
 
 def live_run_id(conn: sqlite3.Connection, now: float | None = None) -> int | None:
-    """The id of the run holding an unexpired collection lease, if any."""
-    now = time.time() if now is None else now
-    row = conn.execute("SELECT run_id, expires_at FROM lease WHERE name = ?", (LEASE_NAME,)).fetchone()
-    return row["run_id"] if row and row["expires_at"] > now else None
+    """The id of the run holding the collection lease alive (see live_lease), if any."""
+    lease = live_lease(conn, now)
+    return lease.run_id if lease else None
 
 
 def request_run(conn: sqlite3.Connection, now: float | None = None) -> RequestOutcome:

@@ -2,13 +2,19 @@
 
 The fake X API serves a corpus of posts per the recent-search contract (since_id, next_token,
 max_results, includes, meta) as a requests transport adapter or as a real HTTP server on 127.0.0.1.
-Tests can queue scripted responses (429, 5xx, text bodies, timeouts) in front of it.
+Tests can queue scripted responses (429, 5xx, text bodies, timeouts) in front of it, or set a
+`fault` that decides per request; over real HTTP a scripted answer can also hang, trickle its body
+byte by byte, or reset the connection half-way through the body.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import struct
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +27,7 @@ from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
 FAKE_BASE_URL = "http://fake-x.test"
+OK_HEADERS = {"x-rate-limit-limit": "450", "x-rate-limit-remaining": "449", "x-rate-limit-reset": "0"}
 
 
 class FixedClock:
@@ -51,12 +58,26 @@ class RecordedSleep:
 
 @dataclass
 class Scripted:
-    """A canned answer: status, JSON or text body, headers; or an exception to raise."""
+    """A canned answer: status, JSON or text body, headers; or an exception to raise.
+
+    Over real HTTP only: `hang` seconds before answering at all, `trickle` seconds between body
+    bytes, `cut` = send only that many body bytes (Content-Length promises all) and reset the connection.
+    """
 
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     raises: Exception | None = None
+    hang: float = 0.0
+    trickle: float = 0.0
+    cut: int | None = None
+
+    def encoded(self) -> tuple[bytes, str]:
+        """The body bytes and their content type (HTML for a text body starting with '<')."""
+        if isinstance(self.body, str):
+            kind = "text/html" if self.body.lstrip().startswith("<") else "text/plain"
+            return self.body.encode(), kind
+        return json.dumps(self.body).encode(), "application/json"
 
 
 def make_post(
@@ -90,29 +111,38 @@ class FakeXApi:
     """An in-memory recent-search endpoint over `posts` (newest id first), honouring the contract."""
 
     def __init__(
-        self, posts: list[dict[str, Any]], users: list[dict[str, Any]], page_size: int | None = None
+        self,
+        posts: list[dict[str, Any]],
+        users: list[dict[str, Any]],
+        page_size: int | None = None,
+        places: list[dict[str, Any]] | None = None,
     ) -> None:
         self.posts = sorted(posts, key=lambda p: int(p["id"]), reverse=True)
         self.users = {u["id"]: u for u in users}
+        self.places = {p["id"]: p for p in places or []}
         self.page_size = page_size
         self.script: deque[Scripted] = deque()
+        self.fault: Callable[[dict[str, str]], Scripted | None] | None = None
         self.calls: list[dict[str, str]] = []
         self.served: list[str] = []
         self.lock = threading.Lock()
+        self.answered = threading.Condition(self.lock)
 
     def add(self, *posts: dict[str, Any]) -> None:
         """New posts appear (as time passes)."""
         self.posts = sorted([*self.posts, *posts], key=lambda p: int(p["id"]), reverse=True)
 
     def answer(self, params: dict[str, str]) -> Scripted:
-        """The scripted answer if one is queued, else a page from the corpus."""
+        """The scripted answer if one is queued, else the fault's answer if any, else a corpus page."""
         with self.lock:
             self.calls.append(params)
+            self.answered.notify_all()
             if self.script:
                 return self.script.popleft()
-        return Scripted(
-            200, self.search(params), {"x-rate-limit-remaining": "449", "x-rate-limit-reset": "0"}
-        )
+        faulty = self.fault(params) if self.fault is not None else None
+        if faulty is not None:
+            return faulty
+        return Scripted(200, self.search(params), OK_HEADERS)
 
     def search(self, params: dict[str, str]) -> dict[str, Any]:
         tag = params["query"].split()[0].lstrip("#").lower()
@@ -127,16 +157,28 @@ class FakeXApi:
             and any(h["tag"].lower() == tag for h in p["entities"]["hashtags"])
         ]
         page, more = matches[:size], len(matches) > size
+        return self.page(page, f"nt{page[-1]['id']}" if more else None)
+
+    def page(self, posts: list[dict[str, Any]], next_token: str | None) -> dict[str, Any]:
+        """`posts` as a response body with their authors and places in includes (recorded as served)."""
         with self.lock:
-            self.served.extend(p["id"] for p in page)
-        if not page:
+            self.served.extend(p["id"] for p in posts)
+        if not posts:
             return {"meta": {"result_count": 0}}
-        meta = {"newest_id": page[0]["id"], "oldest_id": page[-1]["id"], "result_count": len(page)}
-        if more:
-            meta["next_token"] = f"nt{page[-1]['id']}"
-        authors = {p.get("author_id") for p in page}
-        users = [u for uid, u in self.users.items() if uid in authors]
-        return {"data": page, "includes": {"users": users}, "meta": meta}
+        meta = {"newest_id": posts[0]["id"], "oldest_id": posts[-1]["id"], "result_count": len(posts)}
+        if next_token:
+            meta["next_token"] = next_token
+        authors = {p.get("author_id") for p in posts}
+        includes: dict[str, Any] = {"users": [u for uid, u in self.users.items() if uid in authors]}
+        place_ids = {(p.get("geo") or {}).get("place_id") for p in posts}
+        if place_ids & set(self.places):
+            includes["places"] = [place for pid, place in self.places.items() if pid in place_ids]
+        return {"data": posts, "includes": includes, "meta": meta}
+
+    def wait_for_calls(self, count: int, timeout: float) -> bool:
+        """Block until at least `count` requests arrived (True) or `timeout` passed (False)."""
+        with self.answered:
+            return self.answered.wait_for(lambda: len(self.calls) >= count, timeout)
 
 
 class FakeXTransport(BaseAdapter):
@@ -154,9 +196,7 @@ class FakeXTransport(BaseAdapter):
             raise answer.raises
         response = requests.Response()
         response.status_code = answer.status
-        is_text = isinstance(answer.body, str)
-        response._content = (answer.body if is_text else json.dumps(answer.body)).encode()
-        content_type = "text/plain" if is_text else "application/json"
+        response._content, content_type = answer.encoded()
         response.headers = CaseInsensitiveDict({"content-type": content_type, **answer.headers})
         response.request, response.url = request, request.url or ""
         return response
@@ -172,8 +212,8 @@ def fake_session(api: FakeXApi) -> requests.Session:
     return session
 
 
-def serve_fake_x(api: FakeXApi) -> tuple[str, Callable[[], None]]:
-    """Serve `api` over real HTTP on 127.0.0.1; returns (base URL, stop)."""
+def serve_fake_x(api: FakeXApi, delay: float = 0.0) -> tuple[str, Callable[[], None]]:
+    """Serve `api` over real HTTP on 127.0.0.1 (each answer `delay` s late); returns (base URL, stop)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -181,13 +221,31 @@ def serve_fake_x(api: FakeXApi) -> tuple[str, Callable[[], None]]:
             params = {k: v[-1] for k, v in parse_qs(url.query).items()}
             params["_authorization"] = self.headers.get("Authorization", "")
             answer = api.answer(params)
-            body = answer.body if isinstance(answer.body, str) else json.dumps(answer.body)
+            time.sleep(delay + answer.hang)
+            with contextlib.suppress(OSError):  # the client gave up first (timeout, deadline)
+                self._send(answer)
+
+        def _send(self, answer: Scripted) -> None:
+            body, content_type = answer.encoded()
             self.send_response(answer.status)
-            self.send_header("content-type", "application/json")
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(body)))
             for key, value in answer.headers.items():
                 self.send_header(key, value)
             self.end_headers()
-            self.wfile.write(body.encode())
+            if answer.cut is not None:
+                self.wfile.write(body[: answer.cut])
+                self.wfile.flush()
+                linger = struct.pack("ii", 1, 0)  # close with RST: the connection is reset mid-body
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                self.close_connection = True
+            elif answer.trickle:
+                for byte in body:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(answer.trickle)
+            else:
+                self.wfile.write(body)
 
         def log_message(self, *args: Any) -> None:
             """Keep test output quiet."""

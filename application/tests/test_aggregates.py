@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tagwatch import aggregates, store
+from tagwatch.geo import resolve_country
 from tagwatch.parse import parse_page
 from tagwatch.timezones import offset_at, offset_segments
 
@@ -115,7 +116,22 @@ class Model:
             for post in page.posts:
                 tags = {h.lower() for h in post.hashtags if h.lower() in TAGS} | {page.query_tag} - {None}
                 posts.setdefault(post.id, (post, frozenset(tags)))
-        return cls(posts, followers)
+        return cls(posts, followers, frozenset(followers))
+
+    seen_authors: frozenset[str] = frozenset()
+
+    def countries(self) -> dict[int, str | None]:
+        """Each post's country: its place's, else its author's profile country once that author was in
+        any page's includes (a post stored while its author was missing gets it when the author shows)."""
+        result = {}
+        for post_id, (post, _) in self.posts.items():
+            if post.place:
+                result[post_id] = PLACES[post.place].upper()
+            elif post.author in self.seen_authors:
+                result[post_id] = resolve_country(USERS[post.author][1])
+            else:
+                result[post_id] = None
+        return result
 
     def scope(self, tag: str | None) -> list[Post]:
         return [post for post, tags in self.posts.values() if tag is None or tag in tags]
@@ -227,6 +243,7 @@ def test_aggregates_equal_group_by_and_per_post_hours(pages, data):
 
 def check_database(conn: sqlite3.Connection, model: Model, data: st.DataObject) -> None:
     assert {row[0] for row in conn.execute("SELECT id FROM posts")} == set(model.posts)
+    assert dict(conn.execute("SELECT id, country FROM posts")) == model.countries()
     for post_id, (_, tags) in model.posts.items():
         assert {t for (t,) in conn.execute("SELECT tag FROM post_tags WHERE post_id = ?", (post_id,))} == tags
     assert dict(conn.execute("SELECT id, followers FROM users WHERE username IS NOT NULL")) == model.followers

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import subprocess
 import sys
 
 import pytest
+from conftest import NOW
 from fakes import (
     FAKE_BASE_URL,
     FakeXApi,
+    FixedClock,
     RecordedSleep,
     Scripted,
     fake_session,
@@ -21,7 +24,7 @@ from fakes import (
 from tagwatch import store
 from tagwatch.collector import Collector
 from tagwatch.config import Settings
-from tagwatch.sources.x import XClient
+from tagwatch.sources.x import RetryPolicy, XClient
 
 TAGS = ("devops", "sre", "oauth")
 USERS = [make_user("u1", "alice", 100, "Lisboa"), make_user("u2", "bob", 50, "NYC")]
@@ -153,7 +156,7 @@ def test_collector_non_fatal_failure_fails_one_tag_and_continues(db_path):
     api.script.extend([Scripted(503, "Service Unavailable")] * 6)  # devops exhausts its retries
     result = make_collector(db_path, api).run_once()
     assert [t.error.kind if t.error else None for t in result.tags] == ["source_unavailable", None, None]
-    assert result.status == "failed"
+    assert result.status == "partial"
 
 
 def test_collector_records_the_run_with_per_tag_figures(db_path):
@@ -309,7 +312,327 @@ def test_collector_stopped_run_marks_unreached_tags_skipped(db_path):
             "SELECT tag, status FROM run_tags WHERE run_id = ?", (result.run_id,)
         ).fetchall()
     )
-    assert statuses == {"devops": "success", "sre": "skipped", "oauth": "skipped"}
+    assert statuses == {"devops": "interrupted", "sre": "skipped", "oauth": "skipped"}
+    assert result.status == "interrupted"
     assert (
         snapshot(db_path)["cursors"][0][2] is not None
     )  # devops left its pagination pending for the next run
+
+
+def actions(caplog) -> list[str]:
+    return [getattr(r, "event.action", None) for r in caplog.records]
+
+
+def run_tags(conn, run_id: int) -> dict[str, tuple]:
+    rows = conn.execute("SELECT tag, status, requests FROM run_tags WHERE run_id = ?", (run_id,))
+    return {tag: (status, requests) for tag, status, requests in rows}
+
+
+def test_collector_stop_mid_pagination_is_interrupted_and_resumes_exactly(db_path, caplog):
+    api = corpus()
+    collector = make_collector(db_path, api)
+    collector.should_stop = lambda: len(api.calls) >= 2  # SIGTERM after devops's second page
+    with caplog.at_level(logging.INFO, logger="tagwatch"):
+        result = collector.run_once()
+    assert result.status == "interrupted"
+    assert run_tags(collector.conn, result.run_id) == {
+        "devops": ("interrupted", 2),
+        "sre": ("skipped", 0),
+        "oauth": ("skipped", 0),
+    }
+    assert actions(caplog).count("run_interrupted") == 1
+    assert snapshot(db_path)["cursors"] == [("devops", None, "nt10017")]  # exact resume state
+    run = collector.conn.execute("SELECT status FROM runs WHERE id = ?", (result.run_id,)).fetchone()
+    assert run["status"] == "interrupted"
+    clean = tmp_db(db_path.parent / "clean.db")
+    make_collector(clean, corpus()).run_once()
+    assert make_collector(db_path, api).run_once().status == "success"
+    assert snapshot(db_path) == snapshot(clean)
+
+
+def tmp_db(path):
+    store.init_db(path)
+    return path
+
+
+def test_collector_stop_during_a_wait_drops_the_page_in_flight(db_path):
+    api = corpus()
+    api.script.append(Scripted(503, "Service Unavailable"))
+    stopped = []
+    collector = make_collector(db_path, api)
+    collector.client._sleep = lambda seconds: stopped.append(seconds)  # SIGTERM arrives during backoff
+    collector.should_stop = lambda: bool(stopped)
+    result = collector.run_once()
+    assert result.status == "interrupted" and len(api.calls) == 1
+    assert run_tags(collector.conn, result.run_id)["devops"] == ("interrupted", 1)
+    assert snapshot(db_path)["posts"] == [] and snapshot(db_path)["cursors"] == []
+
+
+def test_collector_repeated_next_token_stalls_without_moving_since_id(db_path, caplog):
+    api = corpus()
+    make_collector(db_path, api).run_once()
+    api.add(*[make_post(50_000 + i, ["devops"]) for i in range(25)])
+
+    def same_token(params):
+        if params.get("next_token"):
+            page = api.search(params)
+            page["meta"]["next_token"] = params["next_token"]
+            return Scripted(200, page)
+        return None
+
+    api.fault = same_token
+    start = len(api.calls)
+    with caplog.at_level(logging.INFO, logger="tagwatch"):
+        result = make_collector(db_path, api).run_once()
+    devops = next(t for t in result.tags if t.tag == "devops")
+    assert (devops.status, devops.requests) == ("stalled", 2)  # not 793 requests
+    assert result.status == "partial" and "pagination_stalled" in actions(caplog)
+    assert len([c for c in api.calls[start:] if c["query"].startswith("#devops")]) == 2
+    assert snapshot(db_path)["cursors"][0] == ("devops", "10036", None)  # 15 unread posts not skipped
+    api.fault = None
+    make_collector(db_path, api).run_once()
+    assert {p[0] for p in snapshot(db_path)["posts"]} >= {50_000 + i for i in range(25)}
+
+
+def test_collector_pages_with_nothing_new_stall(db_path):
+    api = corpus()
+    tokens = itertools.count()
+
+    def first_page_forever(params):
+        if params.get("next_token"):
+            page = api.search({k: v for k, v in params.items() if k != "next_token"})
+            page["meta"]["next_token"] = f"fresh{next(tokens)}"
+            return Scripted(200, page)
+        return None
+
+    api.fault = first_page_forever
+    result = make_collector(db_path, api).run_once()
+    assert [(t.tag, t.status, t.requests) for t in result.tags] == [
+        ("devops", "stalled", 2),
+        ("sre", "stalled", 2),
+        ("oauth", "success", 1),  # one page, no next_token: nothing to stall on
+    ]
+    cursors = [("devops", None, None), ("oauth", "10035", None), ("sre", None, None)]
+    assert snapshot(db_path)["cursors"] == cursors  # stalled tags read again from the old since_id
+
+
+def test_collector_empty_page_with_a_token_stalls_and_request_budget_bounds_a_source(db_path, caplog):
+    api = corpus()
+    endless = itertools.count(1)
+
+    def new_post_forever(params):
+        n = next(endless)
+        return Scripted(200, api.page([make_post(90_000 + n, ["sre"])], f"more{n}"))
+
+    api.fault = new_post_forever
+    collector = make_collector(db_path, api)
+    collector.settings = Settings(**{**collector.settings.__dict__, "max_requests_per_tag": 7})
+    with caplog.at_level(logging.INFO, logger="tagwatch"):
+        result = collector.run_once()
+    assert [t.requests for t in result.tags] == [7, 7, 7]  # new posts forever: the request budget ends it
+    assert "request_budget_spent" in actions(caplog)
+    api.fault = lambda params: Scripted(200, {"meta": {"result_count": 0, "next_token": "same"}})
+    result = make_collector(db_path, api).run_once()
+    assert [(t.status, t.requests) for t in result.tags] == [("stalled", 1)] * 3
+
+
+def test_collector_cursor_is_the_highest_id_stored_not_what_meta_claims(db_path):
+    api = corpus()
+    real_search = api.search
+
+    def lying_meta(params):
+        page = real_search(params)
+        page.setdefault("meta", {})["newest_id"] = "99999999"
+        return page
+
+    api.search = lying_meta
+    make_collector(db_path, api).run_once()
+    cursors = {tag: since for tag, since, _ in snapshot(db_path)["cursors"]}
+    assert cursors == {"devops": "10036", "sre": "10036", "oauth": "10035"}
+
+
+def test_collector_rejected_next_token_is_dropped_and_the_tag_restarts(db_path, caplog):
+    api = corpus()
+    make_collector(db_path, api).run_once()
+    store.save_cursor(store.connect(db_path), "devops", store.TagCursor("10000", "10000", "garbage", None))
+    invalid = {"errors": [{"parameters": {"next_token": ["garbage"]}, "message": "Invalid 'next_token'"}]}
+    api.fault = lambda params: Scripted(400, invalid) if params.get("next_token") == "garbage" else None
+    with caplog.at_level(logging.INFO, logger="tagwatch"):
+        result = make_collector(db_path, api).run_once()
+    assert result.status == "success" and "next_token_rejected" in actions(caplog)
+    assert snapshot(db_path)["cursors"][0] == ("devops", "10036", None)
+    assert make_collector(db_path, api).run_once().status == "success"  # not poisoned for later runs
+
+
+def test_collector_since_id_rejected_on_the_fallback_too_is_a_clean_tag_failure(db_path):
+    api = corpus()
+    make_collector(db_path, api).run_once()
+    too_old = {"errors": [{"parameters": {"since_id": ["1"]}, "message": "Invalid 'since_id'"}]}
+    api.fault = lambda params: Scripted(400, too_old)
+    result = make_collector(db_path, api).run_once()
+    assert result.status == "partial"
+    assert [(t.status, t.error.kind, t.requests) for t in result.tags] == [("failed", "bad_request", 2)] * 3
+
+
+def test_collector_failed_tag_counts_every_attempt_like_the_source_counter(db_path):
+    from tagwatch import metrics
+
+    before = _requests_counted()
+    api = corpus()
+    api.script.extend([Scripted(503, "Service Unavailable")] * 5)
+    collector = make_collector(db_path, api)
+    result = collector.run_once()
+    counts = run_tags(collector.conn, result.run_id)
+    assert counts["devops"] == ("failed", 5)  # not "0 requests" after 5 HTTP calls
+    assert sum(n for _, n in counts.values()) == len(api.calls) == _requests_counted() - before
+    assert metrics.SOURCE_REQUESTS.labels(source="x", status="503")._value.get() >= 5
+
+
+def _requests_counted() -> float:
+    from prometheus_client import REGISTRY
+
+    return sum(
+        s.value
+        for family in REGISTRY.collect()
+        if family.name == "tagwatch_source_requests"
+        for s in family.samples
+        if s.name.endswith("_total") and s.labels.get("source") == "x"
+    )
+
+
+def test_collector_circuit_opens_after_consecutive_unavailable_tags(tmp_path, caplog):
+    tags = ("a", "b", "c", "d", "e")
+    path = tmp_db(tmp_path / "c.db")
+    api = FakeXApi([], USERS)
+    api.fault = lambda params: Scripted(503, "<html>down</html>")
+    settings = Settings(db_path=str(path), tags=tags, source="x", x_bearer_token="t")
+    client = XClient(FAKE_BASE_URL, "t", session=fake_session(api), sleep=RecordedSleep(), clock=lambda: 0.0)
+    collector = Collector(settings, client)
+    with caplog.at_level(logging.INFO, logger="tagwatch"):
+        result = collector.run_once()
+    assert result.status == "failed" and result.error_type == "circuit_open"
+    assert len(api.calls) == 3 * 5  # not 5 tags x 5 attempts
+    assert [s for s, _ in run_tags(collector.conn, result.run_id).values()] == ["failed"] * 3 + [
+        "skipped"
+    ] * 2
+    assert actions(caplog).count("circuit_open") == 1
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+
+
+def test_collector_rate_limit_beyond_the_cap_ends_the_run_partial_and_the_next_resumes(db_path, caplog):
+    api = corpus()
+    api.script.extend([Scripted(200, api.search({"query": "#devops", "max_results": "100"}))])
+    api.script[0].body["meta"]["next_token"] = "nt10027"
+    api.script[0].headers.update({"x-rate-limit-remaining": "0", "x-rate-limit-reset": "700"})
+    with caplog.at_level(logging.INFO, logger="tagwatch"):
+        result = make_collector(db_path, api).run_once()
+    assert result.status == "partial" and "rate_limit_over_cap" in actions(caplog)
+    assert [(t.tag, t.status) for t in result.tags] == [("devops", "failed")]
+    assert snapshot(db_path)["cursors"] == [("devops", None, "nt10027")]  # saved: the next run resumes
+    assert make_collector(db_path, api).run_once().status == "success"
+    assert len(snapshot(db_path)["posts"]) == 37
+
+
+def test_collector_any_exception_fails_the_run_with_one_error_line_and_the_next_run_works(
+    db_path, caplog, monkeypatch
+):
+    api = corpus()
+    real = store.store_page
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(store, "store_page", broken)
+    collector = make_collector(db_path, api)
+    with caplog.at_level(logging.INFO, logger="tagwatch"):
+        result = collector.run_once()  # returns: the collector loop goes on
+    assert (result.status, result.error_type) == ("failed", "KeyError")
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and getattr(errors[0], "event.action") == "run_failed"
+    assert errors[0].exc_info is not None  # the formatter writes error.stack_trace from it
+    row = collector.conn.execute("SELECT status, error FROM runs WHERE id = ?", (result.run_id,)).fetchone()
+    assert row["status"] == "failed" and "a bug" in row["error"]
+    assert run_tags(collector.conn, result.run_id)["devops"] == ("failed", 1)
+    assert collector.conn.execute("SELECT count(*) FROM lease").fetchone()[0] == 0
+    monkeypatch.setattr(store, "store_page", real)
+    assert make_collector(db_path, api).run_once().status == "success"
+
+
+def test_collector_disk_full_is_a_clean_failed_run_and_the_database_stays_intact(db_path, caplog):
+    api = FakeXApi([make_post(100 + i, ["devops"], text="long " * 600) for i in range(10)], USERS)
+    conn = store.connect(db_path)
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")  # no room for a single new page
+    with caplog.at_level(logging.INFO, logger="tagwatch"):
+        result = make_collector(db_path, api, conn=conn).run_once()
+    assert result.status == "failed" and "full" in str(result.error)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and getattr(errors[0], "error.type") == "OperationalError"
+    check = store.connect(db_path)
+    assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert check.execute("SELECT count(*) FROM posts").fetchone()[0] == 0
+    assert check.execute("SELECT status FROM runs").fetchone()[0] == "failed"
+    assert make_collector(db_path, api).run_once().status == "success"
+
+
+def test_collector_second_writer_is_fenced_until_the_lease_expires_and_the_first_stops(db_path, caplog):
+    """A run sleeps in a long retry backoff; a second collector cannot start until the lease expires,
+    then runs; the first wakes up, finds its lease gone and stops instead of writing."""
+    clock = FixedClock(NOW)
+    api = corpus()
+    api.script.append(Scripted(503, "Service Unavailable"))
+    second_run = []
+
+    def long_sleep(seconds):
+        other = make_collector(db_path, corpus(), conn=store.connect(db_path))
+        other.clock = clock
+        assert other.run_once().started is False  # the lease was renewed before this sleep
+        clock.advance(seconds + store.LEASE_TTL_SECONDS + 1)  # ...and has now expired
+        second_run.append(other.run_once())
+
+    first = make_collector(db_path, api)
+    first.clock = first.client._clock = clock
+    first.client._sleep = long_sleep
+    first.client.policy = RetryPolicy(backoff_base=200, backoff_cap=200)
+    with caplog.at_level(logging.INFO, logger="tagwatch"):
+        result = first.run_once()
+    assert second_run[0].started and second_run[0].status == "success"
+    assert (result.status, result.error_type) == ("failed", "LeaseLost")
+    runs = dict(first.conn.execute("SELECT id, status FROM runs").fetchall())
+    assert runs == {result.run_id: "failed", second_run[0].run_id: "success"}  # not overwritten
+    assert len(snapshot(db_path)["posts"]) == 37
+    written = first.conn.execute("SELECT sum(posts_new) FROM run_tags WHERE run_id = ?", (result.run_id,))
+    assert written.fetchone()[0] == 0  # the fenced run wrote nothing
+
+
+def test_collector_lease_is_renewed_before_every_wait(db_path):
+    api = corpus()
+    api.script.extend([Scripted(503, "Service Unavailable"), Scripted(429, {}, {"x-rate-limit-reset": "40"})])
+    collector = make_collector(db_path, api)
+    renewals = []
+    real_extend = store.extend_lease
+
+    def extend(conn, run_id, seconds, now=None):
+        renewals.append(seconds)
+        real_extend(conn, run_id, seconds, now)
+
+    store.extend_lease, restore = extend, store.extend_lease
+    try:
+        collector.run_once()
+    finally:
+        store.extend_lease = restore
+    assert renewals == collector.client._sleep.waits and len(renewals) == 2  # backoff and 429 wait
+
+
+def test_collector_that_cannot_even_record_a_run_fails_with_one_line_and_returns(db_path, caplog):
+    reader = store.connect(db_path, readonly=True)  # as if the database became read-only
+    with caplog.at_level(logging.INFO, logger="tagwatch"):
+        result = make_collector(db_path, corpus(), conn=reader).run_once()
+    assert (result.started, result.status, result.run_id, result.error_type) == (
+        False,
+        "failed",
+        None,
+        "OperationalError",
+    )
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [getattr(r, "event.action") for r in errors] == ["run_failed"]

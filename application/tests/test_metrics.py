@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 from processes import free_port, get, gunicorn_args, metric_total, running, tagwatch_env, wait_for
@@ -33,7 +35,8 @@ def test_metrics_endpoint_content_type_and_precreated_series(client):
     for tag in ("devops", "opentracing"):
         assert f'tagwatch_posts_collected_total{{source="sample",tag="{tag}"}} 0.0' in text
         assert f'tagwatch_last_successful_collection_timestamp_seconds{{tag="{tag}"}}' in text
-    assert 'tagwatch_collection_runs_total{status="failed"}' in text
+    for outcome in ("success", "partial", "failed", "interrupted"):
+        assert f'tagwatch_collection_runs_total{{outcome="{outcome}"}}' in text
     assert re.search(r'tagwatch_build_info\{version="[0-9.]+"\} 1\.0', text)
     assert 'http_request_duration_seconds_count{method="POST",route="/api/v1/collect"}' in text
 
@@ -70,3 +73,31 @@ def test_metrics_gunicorn_three_workers_count_every_request_exactly(db_path, tmp
     assert metric_total(after.decode(), "http_requests_total", route="/api/v1/users/top", status="400") == 12
     pids = {line for line in (tmp_path / "prom").iterdir()}
     assert len(pids) >= 3  # one file set per worker: the counts above really were summed across processes
+
+
+COLLECTOR_ONLY = (
+    "tagwatch_collection_duration_seconds",
+    "tagwatch_collection_runs_total",
+    "tagwatch_source_requests_total",
+    "tagwatch_posts_collected_total",
+    "tagwatch_last_successful_collection_timestamp_seconds",
+)
+
+
+def test_api_metrics_never_expose_collector_series(tmp_path, db_path):
+    """A fresh API process (multiprocess mode, as under gunicorn) shows no collector-only series."""
+    script = (
+        "from tagwatch.app import create_app\n"
+        "from tagwatch.config import Settings\n"
+        f"app = create_app(Settings(db_path={str(db_path)!r}))\n"
+        "print(app.test_client().get('/metrics').get_data(as_text=True))\n"
+    )
+    (tmp_path / "prom").mkdir()
+    env = tagwatch_env(db_path, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom"))
+    text = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert "http_request_duration_seconds_count" in text and "tagwatch_build_info" in text
+    for name in COLLECTOR_ONLY:
+        assert name not in text, name
+    assert metrics.COLLECTION_DURATION is metrics.COLLECTION_DURATION  # created once, on first use

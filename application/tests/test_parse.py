@@ -64,10 +64,14 @@ def test_parse_page_without_data_is_empty():
     assert page.posts == [] and page.users == [] and page.places == []
 
 
-def test_parse_page_with_partial_errors_and_unknown_place_falls_back_to_profile():
+def test_parse_page_with_an_unknown_place_leaves_the_country_to_the_store():
     page = parse_page(load("partial_errors"), DEFAULT_TAGS, "observability")
-    assert page.posts[0].tags == ("observability",)
-    assert (page.posts[0].country, page.posts[0].country_source) == ("PT", "profile")
+    post = page.posts[0]
+    assert post.tags == ("observability",)
+    # the place may already be stored from an earlier page: the store decides (place, else profile PT)
+    assert (post.country, post.country_source, post.country_pending) == (None, None, True)
+    assert (page.missing_places, page.missing_authors) == (1, 0)
+    assert page.users[0].country == "PT"
 
 
 @pytest.mark.parametrize(
@@ -86,3 +90,30 @@ def test_post_time_normalises_or_falls_back_to_snowflake(raw, expected):
 def test_parse_page_skips_posts_without_id():
     payload = {"data": [{"text": "no id"}, {"id": "x1"}, {"id": "5", "text": "ok"}]}
     assert [p.id for p in parse_page(payload, DEFAULT_TAGS, "sre").posts] == [5]
+
+
+@pytest.mark.parametrize(
+    "includes",
+    [[], None, "oops", {"users": {"not": "a list"}, "places": [None, 7]}],
+    ids=["list", "null", "string", "wrong-shapes"],
+)
+def test_parse_page_tolerates_malformed_includes_and_marks_the_posts_pending(includes):
+    payload = {
+        "data": [
+            {"id": "9", "text": "#sre", "author_id": "u1", "geo": [], "entities": {"hashtags": "x"}},
+            "junk",
+        ],
+        "includes": includes,
+    }
+    page = parse_page(payload, DEFAULT_TAGS, "sre")
+    assert [(p.id, p.tags, p.country, p.country_pending) for p in page.posts] == [(9, ("sre",), None, True)]
+    assert (page.missing_authors, page.missing_places, page.users, page.places) == (1, 0, [], [])
+
+
+def test_parse_page_country_of_a_post_with_a_present_place_needs_no_author():
+    payload = {
+        "data": [{"id": "3", "text": "#sre", "author_id": "ghost", "geo": {"place_id": "p"}}],
+        "includes": {"places": [{"id": "p", "country_code": "fr"}]},
+    }
+    post = parse_page(payload, DEFAULT_TAGS, "sre").posts[0]
+    assert (post.country, post.country_source, post.country_pending) == ("FR", "place", False)

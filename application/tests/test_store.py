@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
+import subprocess
 
+import pytest
 from fakes import make_post, make_user
 
 from tagwatch import store
@@ -97,3 +101,104 @@ def test_readonly_connection_cannot_write(db_path):
             or "query_only" in str(exc).lower()
             or "attempt to write" in str(exc)
         )
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def _set_holder(conn, host: str, pid: int) -> None:
+    conn.execute("UPDATE lease SET host = ?, pid = ?", (host, pid))
+
+
+def test_begin_run_takes_over_at_once_from_a_dead_process_on_this_host(conn):
+    first = store.begin_run(conn, source="x", trigger="manual", tags=("sre",), holder="a", now=1000.0)
+    _set_holder(conn, socket.gethostname(), _dead_pid())  # kill -9: the lease is still 120 s away
+    assert store.live_lease(conn, now=1001.0) is None
+    second = store.begin_run(conn, source="x", trigger="manual", tags=("sre",), holder="b", now=1001.0)
+    assert second.started and second.took_over == first.run_id
+    row = conn.execute("SELECT status, error FROM runs WHERE id = ?", (first.run_id,)).fetchone()
+    assert row["status"] == "failed" and row["error"].startswith("abandoned")
+    lease = store.live_lease(conn, now=1002.0)
+    assert (lease.run_id, lease.host, lease.pid) == (second.run_id, socket.gethostname(), os.getpid())
+
+
+@pytest.mark.parametrize(
+    "holder", [("elsewhere", 0), ("self", 0)], ids=["other-host-waits-for-the-ttl", "live-local-process"]
+)
+def test_begin_run_respects_a_live_or_remote_holder_until_the_ttl(conn, holder):
+    first = store.begin_run(conn, source="x", trigger="api", tags=("sre",), holder="a", now=1000.0)
+    host, pid = (socket.gethostname(), os.getppid()) if holder[0] == "self" else ("other-host", _dead_pid())
+    _set_holder(conn, host, pid)
+    blocked = store.begin_run(conn, source="x", trigger="api", tags=("sre",), holder="b", now=1100.0)
+    assert not blocked.started and blocked.run_id == first.run_id
+    assert store.live_lease(conn, now=1100.0).run_id == first.run_id
+    after_ttl = store.begin_run(conn, source="x", trigger="api", tags=("sre",), holder="b", now=1121.0)
+    assert after_ttl.started and after_ttl.took_over is None
+
+
+def test_writes_of_a_run_that_lost_its_lease_raise_and_change_nothing(conn):
+    old = store.begin_run(conn, source="x", trigger="api", tags=("sre",), holder="a", now=1000.0)
+    new = store.begin_run(conn, source="x", trigger="api", tags=("sre",), holder="b", now=2000.0)
+    parsed = page([make_post(1, ["sre"])], [])
+    with pytest.raises(store.LeaseLost):
+        store.store_page(
+            conn, parsed, tag="sre", cursor=store.TagCursor("1"), run_id=old.run_id, posts_read=1
+        )
+    with pytest.raises(store.LeaseLost):
+        store.extend_lease(conn, old.run_id, 60)
+    with pytest.raises(store.LeaseLost):
+        store.finish_tag(conn, old.run_id, "sre", "success")
+    assert store.finish_run(conn, old.run_id, "success") is False  # abandoned stays abandoned
+    assert conn.execute("SELECT count(*) FROM posts").fetchone()[0] == 0
+    assert store.get_cursor(conn, "sre") == store.TagCursor()
+    assert store.live_lease(conn, now=2001.0).run_id == new.run_id
+    assert store.finish_run(conn, new.run_id, "success") is True
+    assert store.live_lease(conn) is None
+
+
+def test_a_post_stored_without_its_author_gets_the_country_when_the_author_is_seen(conn):
+    def store_parsed(posts, users, places=()):
+        payload = {"data": posts, "includes": {"users": users, "places": list(places)}}
+        with store.transaction(conn):
+            store.write_rows(conn, parse_page(payload, DEFAULT_TAGS, "sre"))
+
+    store_parsed([make_post(1, ["sre"], author="u9", lang="pt")], [])
+    assert tuple(conn.execute("SELECT country, country_pending FROM posts").fetchone()) == (None, 1)
+    store_parsed([make_post(2, ["sre"], author="u1")], [make_user("u1", "alice", 5, "Berlin")])
+    assert conn.execute("SELECT country_pending FROM posts WHERE id = 1").fetchone()[0] == 1  # still waiting
+    store_parsed([make_post(1, ["sre"], author="u9", lang="pt")], [make_user("u9", "zoe", 3, "Lisboa")])
+    row = conn.execute("SELECT country, country_source, country_pending FROM posts WHERE id = 1").fetchone()
+    assert tuple(row) == ("PT", "profile", 0)
+    assert dict(conn.execute("SELECT id, country FROM posts")) == {1: "PT", 2: "DE"}
+    breakdown = {tuple(r) for r in conn.execute("SELECT tag, lang, country, posts FROM agg_breakdown")}
+    assert breakdown == {("sre", "pt", "PT", 1), ("sre", "en", "DE", 1)}  # moved off the unknown row
+
+
+def test_a_post_whose_place_was_missing_takes_the_stored_place_first(conn):
+    place = {"id": "p1", "full_name": "Manhattan", "country_code": "us"}
+    with store.transaction(conn):
+        store.write_rows(conn, parse_page({"includes": {"places": [place]}}, DEFAULT_TAGS, None))
+    post = make_post(5, ["sre"], author="u1", geo={"place_id": "p1"})
+    with store.transaction(conn):
+        payload = {"data": [post], "includes": {"users": [make_user("u1", "alice", 5, "Berlin")]}}
+        store.write_rows(conn, parse_page(payload, DEFAULT_TAGS, "sre"))
+    row = conn.execute("SELECT country, country_source, country_pending FROM posts").fetchone()
+    assert tuple(row) == ("US", "place", 0)  # as on a complete page, not the author's DE
+
+
+def test_init_db_migrates_a_version_1_database_in_place(tmp_path):
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    for statement in store.MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO lease(name, run_id, holder, expires_at) VALUES ('collect', 1, 'h:1', 5)")
+    conn.commit()
+    conn.close()
+    assert store.init_db(path) == store.SCHEMA_VERSION == 2
+    migrated = store.connect(path)
+    assert tuple(migrated.execute("SELECT host, pid FROM lease").fetchone()) == (None, None)
+    assert store.live_lease(migrated, now=1.0).holder == "h:1"  # no host recorded: the TTL decides

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 import requests
-from fakes import FAKE_BASE_URL, FakeXApi, RecordedSleep, Scripted, fake_session, make_post, make_user
+from fakes import (
+    FAKE_BASE_URL,
+    FakeXApi,
+    FixedClock,
+    RecordedSleep,
+    Scripted,
+    fake_session,
+    make_post,
+    make_user,
+    serve_fake_x,
+)
 
-from tagwatch.sources.base import SourceError
-from tagwatch.sources.x import RetryPolicy, XClient
+from tagwatch.sources.base import SourceError, StopRequested
+from tagwatch.sources.x import Attempts, RetryPolicy, XClient
 
 TOKEN = "AAAAAAAAAAAAAAAAAAAAAsecret-bearer-token-value"
 
@@ -91,7 +102,7 @@ def test_client_rate_limit_without_reset_header_backs_off_boundedly():
 
 def test_client_rate_limit_reset_beyond_cap_fails_without_waiting():
     api = corpus(5)
-    api.script.append(Scripted(429, {"title": "Too Many Requests"}, {"x-rate-limit-reset": "99999"}))
+    api.script.append(Scripted(429, {"title": "Too Many Requests"}, {"x-rate-limit-reset": "1600"}))
     sleep = RecordedSleep()
     with pytest.raises(SourceError) as raised:
         list(client_for(api, sleep).pages("devops", None, None, budget=100))
@@ -210,3 +221,140 @@ def test_client_auth_and_credit_errors_are_fatal_and_never_show_the_token(status
 def test_client_repr_hides_token():
     client = client_for(corpus(1), RecordedSleep())
     assert TOKEN not in repr(client)
+
+
+def test_client_waits_for_the_reset_after_a_200_with_remaining_zero():
+    api = corpus(25)
+    api.page_size = 10
+    api.script.append(
+        Scripted(
+            200,
+            api.search({"query": "#devops", "max_results": "10"}),
+            {"x-rate-limit-remaining": "0", "x-rate-limit-reset": "1045"},
+        )
+    )
+    clock = FixedClock(1_000.0)
+    sleep = RecordedSleep(clock)
+    renewed = []
+    client = client_for(api, sleep, clock=clock)
+    client.on_wait = renewed.append
+    pages = list(client.pages("devops", None, None, budget=100))
+    assert sleep.waits == [46.0] and renewed == [46.0]  # before the second request, not after a 429
+    assert [p.result_count for p in pages] == [10, 10, 5]
+
+
+def test_client_429_with_inconsistent_headers_backs_off_boundedly():
+    api = corpus(5)
+    headers = {"x-rate-limit-remaining": "14", "x-rate-limit-reset": "1900"}  # remaining > 0 yet a 429
+    api.script.extend([Scripted(429, {"title": "Too Many Requests"}, headers)] * 2)
+    sleep = RecordedSleep()
+    pages = list(client_for(api, sleep).pages("devops", None, None, budget=100))
+    assert pages[0].result_count == 5 and len(sleep.waits) == 2
+    assert all(w <= 60 for w in sleep.waits)  # not the 900 s the reset header claims
+
+
+def test_client_429_after_the_allowed_waits_gives_up_and_ends_the_run():
+    api = corpus(5)
+    api.script.extend([Scripted(429, {}, {"x-rate-limit-reset": "1010"})] * 10)
+    sleep = RecordedSleep()
+    with pytest.raises(SourceError) as raised:
+        list(client_for(api, sleep).pages("devops", None, None, budget=100))
+    assert raised.value.kind == "rate_limited" and raised.value.ends_run and not raised.value.fatal
+    assert len(sleep.waits) == 3
+
+
+def test_client_stops_retrying_when_the_tag_time_budget_is_spent():
+    api = corpus(5)
+    api.script.extend([Scripted(503, "down")] * 10)
+    clock = FixedClock(0.0)
+    client = client_for(api, RecordedSleep(clock), clock=clock, backoff_base=20.0)
+    client.monotonic = clock
+    with pytest.raises(SourceError) as raised:
+        list(client.pages("devops", None, None, budget=100, attempts=Attempts(deadline=25.0)))
+    assert raised.value.kind == "source_unavailable" and "time budget" in str(raised.value)
+    assert len(api.calls) == 2  # the third attempt's backoff would end after the deadline
+    with pytest.raises(SourceError) as spent:
+        client.fetch_page("devops", None, None, attempts=Attempts(deadline=0.0))
+    assert spent.value.kind == "time_budget_spent"
+
+
+def test_client_counts_every_attempt_even_when_the_page_fails():
+    api = corpus(5)
+    api.script.extend([Scripted(500, {"title": "Internal Error"})] * 10)
+    attempts = Attempts()
+    with pytest.raises(SourceError):
+        client_for(api, RecordedSleep(), max_retries=2).fetch_page("devops", None, None, attempts=attempts)
+    assert attempts.requests == 3 == len(api.calls)
+
+
+@pytest.mark.parametrize(
+    ("answer", "bound"),
+    [
+        (Scripted(200, {"meta": {"result_count": 0}}, trickle=0.1), 1.2),
+        (Scripted(hang=2.0), 1.2),
+    ],
+    ids=["body-trickling-a-byte-at-a-time", "no-answer"],
+)
+def test_client_request_deadline_covers_the_whole_body_over_real_http(answer, bound):
+    api = corpus(5)
+    body = answer.encoded()[0] + b" " * 200  # long enough to trickle for 20 s
+    answer.body = body.decode() if answer.trickle else answer.body
+    api.script.append(answer)
+    base_url, stop = serve_fake_x(api)
+    client = XClient(
+        base_url,
+        TOKEN,
+        sleep=RecordedSleep(),
+        policy=RetryPolicy(timeout=(0.5, 0.4), request_deadline=0.5),
+    )
+    try:
+        started = time.monotonic()
+        page = client.fetch_page("devops", None, None)
+        elapsed = time.monotonic() - started
+    finally:
+        stop()
+    assert page.result_count == 5 and page.requests == 2  # the cut request was retried
+    assert elapsed < bound, f"one request held the client {elapsed:.1f} s"
+
+
+def test_client_connection_reset_mid_body_is_retried():
+    api = corpus(5)
+    api.script.append(Scripted(200, api.search({"query": "#devops"}), cut=30))
+    base_url, stop = serve_fake_x(api)
+    sleep = RecordedSleep()
+    try:
+        page = XClient(base_url, TOKEN, sleep=sleep).fetch_page("devops", None, None)
+    finally:
+        stop()
+    assert page.result_count == 5 and len(sleep.waits) == 1
+
+
+def test_client_drops_a_rejected_next_token_and_restarts_from_since_id(caplog):
+    api = corpus(5)
+    invalid = {"errors": [{"parameters": {"next_token": ["x"]}, "message": "Invalid 'next_token'"}]}
+    api.script.append(Scripted(400, {"title": "Invalid Request", **invalid}))
+    with caplog.at_level(logging.WARNING, logger="tagwatch.collector.source"):
+        page = client_for(api, RecordedSleep()).fetch_page("devops", "1000", "stale-token")
+    assert page.restarted and page.since_id == "1000" and page.result_count == 4
+    assert api.calls[1].get("next_token") is None and api.calls[1]["since_id"] == "1000"
+    assert [getattr(r, "event.action") for r in caplog.records] == ["next_token_rejected"]
+
+
+def test_client_since_id_rejected_on_the_fallback_too_is_a_clean_source_error():
+    api = corpus(5)
+    too_old = {"errors": [{"parameters": {"since_id": ["1"]}, "message": "Invalid 'since_id'"}]}
+    api.script.extend([Scripted(400, too_old)] * 2)
+    with pytest.raises(SourceError) as raised:
+        client_for(api, RecordedSleep()).fetch_page("devops", "1", None)
+    assert raised.value.kind == "bad_request" and raised.value.status == 400
+    assert "since_id" not in api.calls[1]
+
+
+def test_client_should_stop_cuts_a_wait_short():
+    api = corpus(5)
+    api.script.append(Scripted(503, "down"))
+    client = client_for(api, RecordedSleep())
+    client.should_stop = lambda: True
+    with pytest.raises(StopRequested):
+        client.fetch_page("devops", None, None)
+    assert len(api.calls) == 1

@@ -8,7 +8,11 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Page:
-    """One recent-search response, plus what the collector needs to resume exactly."""
+    """One recent-search response, plus what the collector needs to resume exactly.
+
+    `sent_token` is the next_token this page was asked for; `restarted` says the client dropped a
+    rejected next_token or a too-old since_id, so pagination began again from the top.
+    """
 
     payload: dict[str, Any]
     since_id: str | None
@@ -16,25 +20,30 @@ class Page:
     rate_limit_remaining: int | None = None
     requests: int = 1
     partial_errors: list[dict[str, Any]] = field(default_factory=list)
+    sent_token: str | None = None
+    restarted: bool = False
 
     @property
     def newest_id(self) -> str | None:
-        """`meta.newest_id` of this page; on the first page it becomes the tag's next since_id."""
-        meta = self.payload.get("meta") or {}
-        newest = meta.get("newest_id")
+        """`meta.newest_id` as the source claims it (the collector trusts stored ids instead)."""
+        meta = self.payload.get("meta")
+        newest = meta.get("newest_id") if isinstance(meta, dict) else None
         return str(newest) if newest else None
 
     @property
     def result_count(self) -> int:
         """Posts on this page (what X bills for)."""
-        return len(self.payload.get("data") or [])
+        data = self.payload.get("data")
+        return len(data) if isinstance(data, list) else 0
 
 
 class SourceError(Exception):
     """The source cannot serve this request; `kind` is a stable, loggable cause."""
 
-    #: kinds that end the whole run: retrying other tags would fail the same way
+    #: kinds that fail the whole run: retrying other tags would fail the same way
     FATAL_KINDS = frozenset({"invalid_token", "credits_depleted", "usage_capped", "client_not_enrolled"})
+    #: kinds that end the run early but not as a failure: cursors are saved and the next run resumes
+    RUN_ENDING_KINDS = frozenset({"rate_limited"})
 
     def __init__(self, kind: str, message: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -43,5 +52,14 @@ class SourceError(Exception):
 
     @property
     def fatal(self) -> bool:
-        """True when the error ends the run for all tags."""
+        """True when the error fails the run for all tags."""
         return self.kind in self.FATAL_KINDS
+
+    @property
+    def ends_run(self) -> bool:
+        """True when no other tag should be tried in this run (fatal, or a rate limit over the cap)."""
+        return self.fatal or self.kind in self.RUN_ENDING_KINDS
+
+
+class StopRequested(Exception):
+    """A stop was requested (SIGTERM/SIGINT) while the source waited; the page in flight is dropped."""

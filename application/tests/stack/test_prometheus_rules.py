@@ -25,8 +25,8 @@ RUNBOOK_URL_PREFIX = "https://github.com/tagwatch/tagwatch/blob/main/docs/runboo
 SEVERITIES = frozenset({"critical", "warning"})
 SCRAPE_JOBS = {"tagwatch-api": ["api:8000"], "tagwatch-collector": ["collector:9108"]}
 
-# The metrics contract, as exposed on /metrics (histograms as _bucket/_count/_sum). To be replaced
-# by the names scraped from the live api and collector.
+# The metrics contract, as exposed on /metrics (histograms as _bucket/_count/_sum); checked against
+# the names a real run exports in test_contract_metrics_are_exported.
 CONTRACT_METRICS = frozenset(
     {
         "http_requests_total",
@@ -41,6 +41,7 @@ CONTRACT_METRICS = frozenset(
         "tagwatch_source_request_duration_seconds_count",
         "tagwatch_source_request_duration_seconds_sum",
         "tagwatch_source_rate_limit_remaining",
+        "tagwatch_source_partial_errors_total",
         "tagwatch_collection_runs_total",
         "tagwatch_collection_duration_seconds_bucket",
         "tagwatch_collection_duration_seconds_count",
@@ -51,7 +52,9 @@ CONTRACT_METRICS = frozenset(
     }
 )
 PROMETHEUS_METRICS = frozenset({"up"})  # written by Prometheus for every target
-CONTRACT_LABELS = frozenset({"method", "route", "status", "tag", "source", "version", "le"})
+CONTRACT_LABELS = frozenset(
+    {"method", "route", "status", "tag", "source", "version", "le", "outcome", "reason"}
+)
 TARGET_LABELS = frozenset({"job", "instance"})
 
 _STRING = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|`[^`]*`")
@@ -275,3 +278,12 @@ def test_rule_unit_tests_cover_every_rule() -> None:
     assert alerts - firing == set(), "alerts without a firing test case"
     assert alerts - quiet == set(), "alerts without a not-firing test case"
     assert {rule["record"] for rule in RECORDS} - sampled == set(), "records without a value test"
+
+
+def test_contract_metrics_are_exported() -> None:
+    """Every collector metric the rules may use is really exported by a collector run."""
+    from capture import capture_metric_names
+
+    exported = capture_metric_names()
+    missing = {name for name in CONTRACT_METRICS if name.startswith("tagwatch_")} - exported
+    assert missing == set()
