@@ -154,9 +154,7 @@ class Collector:
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         metrics.precreate_collector(settings.tags)  # every outcome and reason exists at 0 from the start
 
-    def run_once(
-        self, trigger: str = "schedule", announce: Callable[[int, bool], None] | None = None
-    ) -> RunResult:
+    def run_once(self, trigger: str = "schedule") -> RunResult:
         """Collect every tag once under the lease. Never raises: every outcome is in the result."""
         try:
             start = store.begin_run(
@@ -175,8 +173,6 @@ class Collector:
                 extra=event("run_failed", error_type=type(exc).__name__, error_message=str(exc)),
             )
             return RunResult(run_id=None, started=False, status="failed", error=exc)
-        if announce is not None:
-            announce(start.run_id, start.started)
         if not start.started:
             log.info(
                 "another collection run (%s) holds the lease; skipping",

@@ -58,7 +58,7 @@ def once_outcome(result, ended: bool = True) -> tuple[int, str]:
     """The exit code and the one-line reason for a `collect --once` run result."""
     if not ended:
         return EXIT_CODES["interrupted"], f"the run did not stop within {STOP_GRACE_SECONDS:.0f} s"
-    if result is None:
+    if result is None or result.run_id is None:
         return EXIT_CODES["failed"], "the run ended with an error before it was recorded (see the log)"
     if not result.started:
         return EXIT_LEASE_HELD, f"not started: run {result.run_id} holds the collection lease (exit 5)"

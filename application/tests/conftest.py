@@ -9,14 +9,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fakes import FixedClock, RecordedSleep
+from fakes import NOW, FixedClock, RecordedSleep
 
 from tagwatch import store
 from tagwatch.app import create_app
 from tagwatch.config import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-NOW = 1_795_000_000.0  # 2026-11-18T09:46:40Z, a fixed "now" for deterministic sample data
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
 FAKE_BASE_URL = "http://fake-x.test"
+NOW = 1_795_000_000.0  # 2026-11-18T09:46:40Z, a fixed "now" for deterministic sample data
 OK_HEADERS = {"x-rate-limit-limit": "450", "x-rate-limit-remaining": "449", "x-rate-limit-reset": "0"}
 
 

@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import NOW
 from fakes import (
     FAKE_BASE_URL,
+    NOW,
     FakeXApi,
     FixedClock,
     RecordedSleep,

@@ -19,7 +19,7 @@ from tagwatch.service import EXIT_CODES, EXIT_LEASE_HELD, once_outcome
 
 @dataclass
 class Result:
-    run_id: int
+    run_id: int | None
     status: str = "success"
     started: bool = True
 
@@ -34,6 +34,7 @@ class Result:
         (Result(6, started=False), 5, "not started: run 6 holds the collection lease (exit 5)"),
         (Result(7, "novel"), 1, "run 7 novel: unknown status (exit 1)"),
         (None, 1, "the run ended with an error before it was recorded"),
+        (Result(None, "failed", started=False), 1, "the run ended with an error before it was recorded"),
     ],
 )
 def test_once_outcome_has_a_distinct_code_per_status(result, code, says):
