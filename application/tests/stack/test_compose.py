@@ -330,15 +330,18 @@ def test_dependency_layer_reads_the_real_dependency_list() -> None:
 
 def test_image_runs_gunicorn_in_exec_form_with_a_healthcheck() -> None:
     steps = dict(dockerfile_instructions())
-    assert json.loads(steps["CMD"]) == ["gunicorn", "--config", "/app/gunicorn.conf.py", "tagwatch.wsgi:app"]
+    cmd = ["gunicorn", "--config", "python:tagwatch.gunicorn_conf", "tagwatch.wsgi:app"]
+    assert json.loads(steps["CMD"]) == cmd
     assert "/healthz" in steps["HEALTHCHECK"] and "urllib" in steps["HEALTHCHECK"]
-    assert (REPO / "application" / "gunicorn.conf.py").is_file()
+    # one gunicorn configuration, the package's: `tagwatch serve` and the tests load the same module
+    assert (REPO / "application" / "tagwatch" / "gunicorn_conf.py").is_file()
+    assert not (REPO / "application" / "gunicorn.conf.py").exists()  # gunicorn would read it from its cwd
 
 
 def test_dockerignore_keeps_only_what_the_image_needs() -> None:
     rules = [r for r in DOCKERIGNORE.read_text().splitlines() if r and not r.startswith("#")]
     assert rules[0] == "*"
-    assert {"!pyproject.toml", "!gunicorn.conf.py", "!tagwatch/"} <= set(rules)
+    assert {"!pyproject.toml", "!tagwatch/"} <= set(rules)
 
 
 # ---- the setup job against a fake Elasticsearch and Kibana ----------------------------------------
