@@ -7,10 +7,10 @@ UV := $(VENV)/.uv/bin/uv
 RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 
-.PHONY: help venv run test lint format bench seed lock gazetteer up down clean
+.PHONY: help venv run test lint format bench bench-install seed lock gazetteer up down clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 # uv installs and locks; it comes hashed from requirements-build.lock, beside the venv's packages.
 $(UV): application/requirements-build.lock
@@ -49,6 +49,9 @@ seed: $(RUNTIME) ## Fill data/tagwatch.db with 100,000 sample posts (POSTS=N to 
 
 bench: $(DEV) ## Seed 1M posts, load the API under gunicorn, write docs/performance.md
 	$(BIN)/python bench/run.py
+
+bench-install: $(DEV) ## Time a first make run, size venvs and image set vs BEFORE=<commit>; docs/performance.md
+	$(BIN)/python bench/install.py --before $${BEFORE:?set BEFORE to the commit to compare with}
 
 lock: $(UV) ## Re-lock the dependencies from pyproject.toml (UPGRADE=1 takes new releases)
 	UV=$(abspath $(UV)) scripts/lock.sh
