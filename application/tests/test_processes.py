@@ -139,15 +139,16 @@ def test_real_prometheus_scrapes_api_and_collector_and_counts_every_request(tmp_
                 sent += 1
         query = 'sum(http_requests_total{job="tagwatch-api", route!="/metrics"})'
         deadline = time.monotonic() + 40
-        seen = None
+        seen = up = None
         while time.monotonic() < deadline:
             result = prometheus_query(prom, query)
             seen = float(result[0]["value"][1]) if result else None
-            if seen == sent:
+            # each target's first scrape comes at its own offset within the interval: wait for both
+            up = {r["metric"]["job"]: r["value"][1] for r in prometheus_query(prom, "up")}
+            if seen == sent and len(up) == 2:
                 break
             time.sleep(0.5)
         assert seen == sent
-        up = {r["metric"]["job"]: r["value"][1] for r in prometheus_query(prom, "up")}
         assert up == {"tagwatch-api": "1", "tagwatch-collector": "1"}
         collector_series = prometheus_query(prom, 'tagwatch_build_info{job="tagwatch-collector"}')
         assert collector_series and collector_series[0]["value"][1] == "1"

@@ -521,42 +521,66 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return instructions
 
 
-def test_image_is_slim_non_root_with_cached_dependencies() -> None:
-    steps = dockerfile_instructions()
-    (base,) = [rest for keyword, rest in steps if keyword == "FROM"]
-    assert re.fullmatch(r"python:3\.\d+-slim(-\w+)?", base)
-    order = [rest for keyword, rest in steps if keyword in ("COPY", "RUN", "USER")]
-    pyproject = next(i for i, step in enumerate(order) if step.startswith("pyproject.toml"))
-    deps = next(i for i, step in enumerate(order) if "--requirement" in step)
-    code = next(i for i, step in enumerate(order) if step.startswith("tagwatch/"))
-    user = next(i for i, step in enumerate(order) if step == "tagwatch")
-    assert pyproject < deps < code < user
-    assert ("EXPOSE", "8000 9108") in steps
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's instructions, one list per stage (each starts with its FROM)."""
+    stages: list[list[tuple[str, str]]] = []
+    for keyword, rest in dockerfile_instructions():
+        if keyword == "FROM":
+            stages.append([])
+        stages[-1].append((keyword, rest))
+    return stages
 
 
-def test_dependency_layer_reads_the_real_dependency_list() -> None:
-    (step,) = [rest for keyword, rest in dockerfile_instructions() if keyword == "RUN" and "tomllib" in rest]
-    command = re.search(r'python -c "([^"]+)"', step).group(1)
-    result = subprocess.run(
-        ["python3", "-c", command], cwd=REPO / "application", capture_output=True, text=True, check=True
-    )
-    import tomllib
+def test_image_is_multi_stage_slim_and_non_root() -> None:
+    *builders, final = dockerfile_stages()
+    assert builders, "a build stage keeps the installer and the build backend out of the final image"
+    for stage in (*builders, final):
+        assert re.fullmatch(r"python:3\.\d+-slim(-\w+)?( AS \w+)?", stage[0][1]), stage[0]
+    users = [rest for keyword, rest in final if keyword == "USER"]
+    assert users and users[-1] == "tagwatch"
+    assert ("EXPOSE", "8000 9108") in final
+    # the final stage takes only the build stage's venv, and installs or builds nothing itself
+    assert [rest for keyword, rest in final if rest.startswith("--from=")] == [
+        "--from=build /opt/venv /opt/venv"
+    ]
+    runs = " ".join(rest for keyword, rest in final if keyword == "RUN")
+    assert not re.search(r"\b(pip|uv pip) (install|wheel|sync)\b|apt-get|requirements", runs)
+    assert "requirements-dev" not in DOCKERFILE.read_text()
 
-    pyproject = tomllib.loads((REPO / "application" / "pyproject.toml").read_text())
-    assert result.stdout.split() == pyproject["project"]["dependencies"]
+
+def test_image_installs_the_runtime_lock_with_hashes_before_the_code() -> None:
+    (build, _) = dockerfile_stages()
+    order = [rest for keyword, rest in build if keyword in ("COPY", "RUN")]
+    lock = order.index("requirements.lock ./")
+    deps = next(i for i, step in enumerate(order) if "--requirement requirements.lock" in step)
+    code = order.index("tagwatch/ ./tagwatch/")
+    assert lock < deps < code  # code changes reuse the dependency layer
+    installs = [step for step in order if "--requirement" in step]
+    assert len(installs) == 2  # the build lock (installer, build backend), then the runtime lock
+    for step in installs:
+        assert "--require-hashes" in step and "--no-deps" in step and "--only-binary :all:" in step, step
+    for step in order:
+        if "pip wheel" in step:
+            assert "--no-build-isolation" in step  # the locked setuptools builds; nothing unhashed is fetched
+    for name in ("requirements.lock", "requirements-build.lock"):
+        assert (REPO / "application" / name).is_file()
 
 
 def test_image_runs_gunicorn_in_exec_form_with_a_healthcheck() -> None:
     steps = dict(dockerfile_instructions())
-    assert json.loads(steps["CMD"]) == ["gunicorn", "--config", "/app/gunicorn.conf.py", "tagwatch.wsgi:app"]
+    cmd = ["gunicorn", "--config", "python:tagwatch.gunicorn_conf", "tagwatch.wsgi:app"]
+    assert json.loads(steps["CMD"]) == cmd
     assert "/healthz" in steps["HEALTHCHECK"] and "urllib" in steps["HEALTHCHECK"]
-    assert (REPO / "application" / "gunicorn.conf.py").is_file()
+    # one gunicorn configuration, the package's: `tagwatch serve` and the tests load the same module
+    assert (REPO / "application" / "tagwatch" / "gunicorn_conf.py").is_file()
+    assert not (REPO / "application" / "gunicorn.conf.py").exists()  # gunicorn would read it from its cwd
 
 
 def test_dockerignore_keeps_only_what_the_image_needs() -> None:
     rules = [r for r in DOCKERIGNORE.read_text().splitlines() if r and not r.startswith("#")]
     assert rules[0] == "*"
-    assert {"!pyproject.toml", "!gunicorn.conf.py", "!tagwatch/"} <= set(rules)
+    assert {"!pyproject.toml", "!requirements.lock", "!requirements-build.lock", "!tagwatch/"} <= set(rules)
+    assert not any("dev" in rule or "tests" in rule for rule in rules)
 
 
 # ---- the postgres profile ----------------------------------------------------------------------
