@@ -135,6 +135,10 @@ class HttpClient:
         self.should_stop = should_stop
         self._window_reset: float | None = None  # a 200 said remaining 0: no request before this time
 
+    def now(self) -> float:
+        """The injected wall clock (Unix seconds)."""
+        return self._clock()
+
     def call(
         self,
         method: str,
