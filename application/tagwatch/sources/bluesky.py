@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tagwatch import timestamps
+from tagwatch.config import ConfigError, Settings
 from tagwatch.logs import event
 from tagwatch.parse_bluesky import sort_at
 from tagwatch.sources.base import FeedPage, SourceError
@@ -116,6 +117,13 @@ class BlueskyClient(HttpClient):
         self.lookback, self.overlap = lookback, overlap
         self._session: Session | None = None
         self._profiles: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **http: Any) -> BlueskyClient:
+        """A client for BLUESKY_SERVICE with BLUESKY_HANDLE and BLUESKY_APP_PASSWORD (both required)."""
+        if not settings.bluesky_handle or not settings.bluesky_app_password:
+            raise ConfigError("BLUESKY_HANDLE", "set with BLUESKY_APP_PASSWORD to read from Bluesky")
+        return cls(settings.bluesky_service, settings.bluesky_handle, settings.bluesky_app_password, **http)
 
     def __repr__(self) -> str:
         return f"BlueskyClient(service={self.service!r}, handle={self.handle!r})"

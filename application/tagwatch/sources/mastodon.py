@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
 
+from tagwatch.config import Settings
 from tagwatch.logs import event
 from tagwatch.sources.base import FeedPage, SourceError
 from tagwatch.sources.http import Attempts, HttpClient, RateHeaders, parse_json
@@ -148,6 +149,12 @@ class MastodonClient:
         self.monotonic = http.get("monotonic", time.monotonic)
         self._out: dict[str, SourceError] = {}  # servers taken out of this run, with why
         self._unavailable: dict[str, int] = {}  # consecutive tags each server was unavailable
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **http: Any) -> MastodonClient:
+        """A client for MASTODON_SERVERS, each with its token from MASTODON_ACCESS_TOKEN(S) if any."""
+        tokens = dict(settings.mastodon_tokens)
+        return cls([MastodonServer(url, tokens.get(url)) for url in settings.mastodon_servers], **http)
 
     def __repr__(self) -> str:
         return f"MastodonClient(servers={[s.server.url for s in self.servers]!r})"
