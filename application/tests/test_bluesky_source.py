@@ -271,3 +271,41 @@ def test_a_stop_request_during_a_wait_ends_the_walk(svc):
     svc.client.should_stop = lambda: True
     with pytest.raises(StopRequested):
         svc.read()
+
+
+@pytest.mark.parametrize(
+    ("path", "answer", "kind"),
+    [
+        (
+            LOGIN,
+            Scripted(400, {"error": "AuthFactorTokenRequired", "message": "email code"}),
+            "invalid_credentials",
+        ),
+        (LOGIN, Scripted(400, {"error": "AccountTakedown", "message": "gone"}), "access_refused"),
+        (LOGIN, Scripted(200, {"did": "did:plc:x"}), "source_unavailable"),  # a 200 without tokens
+        (SEARCH, Scripted(403, {"error": "Forbidden", "message": "search needs auth"}), "access_refused"),
+        (SEARCH, Scripted(400, {"error": "BadQueryString", "message": "bad q"}), "bad_request"),
+    ],
+)
+def test_refusals_map_to_the_error_kinds_the_collector_acts_on(svc, path, answer, kind):
+    svc.fake.fault = lambda r: answer if r.path.endswith(path) else None
+    with pytest.raises(SourceError) as raised:
+        svc.read()
+    assert raised.value.kind == kind
+
+
+def test_invalid_tokens_log_in_again_and_give_up_after_bounded_tries(svc):
+    svc.fake.fault = lambda r: (
+        Scripted(401, {"error": "InvalidToken", "message": "bad"}) if r.path.endswith(SEARCH) else None
+    )
+    with pytest.raises(SourceError) as raised:
+        svc.read()
+    assert raised.value.kind == "invalid_credentials"
+    assert (len(svc.fake.calls_to(LOGIN)), len(svc.fake.calls_to(SEARCH))) == (3, 3)
+
+
+def test_an_unreadable_cursor_starts_afresh(svc, caplog):
+    with caplog.at_level(logging.WARNING, logger="tagwatch"):
+        pages = svc.read(cursor='{"v": 1, "since": "soon"}')
+    assert [p.result_count for p in pages] == [6]
+    assert "cursor_unreadable" in [getattr(r, "event.action", None) for r in caplog.records]
