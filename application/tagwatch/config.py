@@ -61,6 +61,12 @@ class Settings:
     port: int = 8000
     host: str = "127.0.0.1"
     web_concurrency: int = 2
+    mastodon_servers: tuple[str, ...] = ("https://mastodon.social",)
+    # (server URL, token) for the servers that want one; a token only ever goes to its own server
+    mastodon_tokens: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    bluesky_service: str = "https://bsky.social"
+    bluesky_handle: str | None = None
+    bluesky_app_password: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -86,10 +92,67 @@ class Settings:
             port=_int(env, "PORT", 8000, 1, 65535),
             web_concurrency=_int(env, "WEB_CONCURRENCY", 2, 1, 64),
             host=_host(env, "TAGWATCH_HOST", cls.host),
+            **_feed_sources(env),
         )
         if settings.metrics_port == settings.port:
             raise ConfigError("TAGWATCH_METRICS_PORT", f"different from PORT ({settings.port}) or 0")
         return settings
+
+
+def _feed_sources(env: Mapping[str, str]) -> dict[str, object]:
+    """The Mastodon and Bluesky settings (read by their clients; which sources run is chosen elsewhere)."""
+    servers = _servers(env)
+    handle, password = _optional(env, "BLUESKY_HANDLE"), _optional(env, "BLUESKY_APP_PASSWORD")
+    if bool(handle) != bool(password):
+        missing = "BLUESKY_APP_PASSWORD" if handle else "BLUESKY_HANDLE"
+        raise ConfigError(missing, "set together with the other (a Bluesky handle and an app password)")
+    return {
+        "mastodon_servers": servers,
+        "mastodon_tokens": _mastodon_tokens(env, servers),
+        "bluesky_service": _url(env, "BLUESKY_SERVICE", Settings.bluesky_service),
+        "bluesky_handle": handle.lstrip("@") if handle else None,
+        "bluesky_app_password": password,
+    }
+
+
+def _servers(env: Mapping[str, str]) -> tuple[str, ...]:
+    """MASTODON_SERVERS: comma-separated host names or http(s) base URLs, as base URLs without a path."""
+    servers: list[str] = []
+    for part in env.get("MASTODON_SERVERS", "").split(","):
+        raw = part.strip().rstrip("/")
+        if not raw:
+            continue
+        url = raw if "://" in raw else f"https://{raw}"
+        match = re.match(r"^(https?)://([0-9A-Za-z.-]+(?::\d{1,5})?)$", url)
+        if not match:
+            raise ConfigError("MASTODON_SERVERS", "comma-separated server names such as mastodon.social", raw)
+        normalised = f"{match.group(1)}://{match.group(2).lower()}"
+        if normalised not in servers:
+            servers.append(normalised)
+    return tuple(servers) or Settings.mastodon_servers
+
+
+def _mastodon_tokens(env: Mapping[str, str], servers: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """MASTODON_ACCESS_TOKENS=host=token,… (or MASTODON_ACCESS_TOKEN when there is one server only)."""
+    by_host = {s.split("://", 1)[1]: s for s in servers}
+    single = _optional(env, "MASTODON_ACCESS_TOKEN")
+    if single and len(servers) != 1:
+        raise ConfigError(
+            "MASTODON_ACCESS_TOKEN",
+            "used with one server only; with several use MASTODON_ACCESS_TOKENS=host=token,…",
+        )
+    tokens = {servers[0]: single} if single else {}
+    for part in env.get("MASTODON_ACCESS_TOKENS", "").split(","):
+        host, _, token = part.strip().partition("=")
+        host = host.strip().lower().removeprefix("https://").removeprefix("http://")
+        if not host and not token:
+            continue
+        if host not in by_host or not token.strip():
+            raise ConfigError(
+                "MASTODON_ACCESS_TOKENS", "host=token pairs for servers in MASTODON_SERVERS", host
+            )
+        tokens[by_host[host]] = token.strip()
+    return tuple(sorted(tokens.items()))
 
 
 def parse_tags(raw: str) -> tuple[str, ...]:

@@ -1,10 +1,11 @@
-"""Fakes for tests: a fixed clock, a recorded sleep, and a scriptable fake X API.
+"""Fakes for tests: a fixed clock, a recorded sleep, a scriptable fake X API, and a real HTTP server.
 
 The fake X API serves a corpus of posts per the recent-search contract (since_id, next_token,
 max_results, includes, meta) as a requests transport adapter or as a real HTTP server on 127.0.0.1.
 Tests can queue scripted responses (429, 5xx, text bodies, timeouts) in front of it, or set a
 `fault` that decides per request; over real HTTP a scripted answer can also hang, trickle its body
-byte by byte, or reset the connection half-way through the body.
+byte by byte, or reset the connection half-way through the body. `serve_fake` is that server for
+any fake (the Mastodon and Bluesky fakes use it too): it hands each request over as a `FakeRequest`.
 """
 
 from __future__ import annotations
@@ -213,18 +214,79 @@ def fake_session(api: FakeXApi) -> requests.Session:
     return session
 
 
+@dataclass
+class FakeRequest:
+    """What a fake server over real HTTP received: method, path, query (every value), headers, body."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes = b""
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        """The last value of a query parameter."""
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+
+class ScriptedFake:
+    """A fake service behind `serve_fake`: records every request, then answers with the next queued
+    `Scripted`, else the `fault`'s answer, else `contract(request)` (what the real service would do)."""
+
+    def __init__(self) -> None:
+        self.script: deque[Scripted] = deque()
+        self.fault: Callable[[FakeRequest], Scripted | None] | None = None
+        self.calls: list[FakeRequest] = []
+        self.base_url = ""
+        self.lock = threading.Lock()
+
+    def answer(self, request: FakeRequest) -> Scripted:
+        with self.lock:
+            self.calls.append(request)
+            if self.script:
+                return self.script.popleft()
+        faulty = self.fault(request) if self.fault is not None else None
+        return faulty if faulty is not None else self.contract(request)
+
+    def contract(self, request: FakeRequest) -> Scripted:
+        raise NotImplementedError
+
+
 def serve_fake_x(api: FakeXApi, delay: float = 0.0) -> tuple[str, Callable[[], None]]:
     """Serve `api` over real HTTP on 127.0.0.1 (each answer `delay` s late); returns (base URL, stop)."""
 
+    def answer(request: FakeRequest) -> Scripted:
+        params = {k: v[-1] for k, v in request.query.items()}
+        params["_authorization"] = request.headers.get("Authorization", "")
+        return api.answer(params)
+
+    return serve_fake(answer, delay)
+
+
+def serve_fake(
+    answer: Callable[[FakeRequest], Scripted], delay: float = 0.0, host: str = "127.0.0.1"
+) -> tuple[str, Callable[[], None]]:
+    """Serve `answer` over real HTTP on a loopback address (GET and POST; each answer `delay` s late);
+    returns (base URL, stop). A Scripted answer can hang, trickle its body or reset the connection."""
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            self._answer(b"")
+
+        def do_POST(self) -> None:
+            self._answer(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+        def _answer(self, body: bytes) -> None:
             url = urlsplit(self.path)
-            params = {k: v[-1] for k, v in parse_qs(url.query).items()}
-            params["_authorization"] = self.headers.get("Authorization", "")
-            answer = api.answer(params)
-            time.sleep(delay + answer.hang)
+            request = FakeRequest(self.command, url.path, parse_qs(url.query), dict(self.headers), body)
+            scripted = answer(request)
+            time.sleep(delay + scripted.hang)
             with contextlib.suppress(OSError):  # the client gave up first (timeout, deadline)
-                self._send(answer)
+                self._send(scripted)
 
         def _send(self, answer: Scripted) -> None:
             body, content_type = answer.encoded()
@@ -251,12 +313,12 @@ def serve_fake_x(api: FakeXApi, delay: float = 0.0) -> tuple[str, Callable[[], N
         def log_message(self, *args: Any) -> None:
             """Keep test output quiet."""
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    server = ThreadingHTTPServer((host, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)  # quick to stop
     thread.start()
 
     def stop() -> None:
         server.shutdown()
         server.server_close()
 
-    return f"http://127.0.0.1:{server.server_address[1]}", stop
+    return f"http://{host}:{server.server_address[1]}", stop

@@ -97,3 +97,79 @@ def test_cli_bad_environment_stops_with_one_line_and_no_traceback(command, tmp_p
     assert record["event.action"] == "startup_failed" and record["log.level"] == "critical"
     assert record["tagwatch.variable"] == "TAGWATCH_COLLECT_INTERVAL" and record["error.message"] == message
     assert not (tmp_path / "t.db").exists(), "nothing was done before the check"
+
+
+def test_settings_feed_sources_defaults():
+    settings = Settings.from_env({})
+    assert settings.mastodon_servers == ("https://mastodon.social",) and settings.mastodon_tokens == ()
+    assert (settings.bluesky_service, settings.bluesky_handle, settings.bluesky_app_password) == (
+        "https://bsky.social",
+        None,
+        None,
+    )
+
+
+def test_settings_mastodon_servers_and_tokens_per_server():
+    settings = Settings.from_env(
+        {
+            "MASTODON_SERVERS": "Mastodon.Social, https://fosstodon.org/, http://127.0.0.1:8080,mastodon.social",
+            "MASTODON_ACCESS_TOKENS": "fosstodon.org=tok-f, 127.0.0.1:8080=tok-l",
+        }
+    )
+    assert settings.mastodon_servers == (
+        "https://mastodon.social",
+        "https://fosstodon.org",
+        "http://127.0.0.1:8080",
+    )
+    assert dict(settings.mastodon_tokens) == {
+        "https://fosstodon.org": "tok-f",
+        "http://127.0.0.1:8080": "tok-l",
+    }
+    assert "tok-f" not in repr(settings)
+    single = Settings.from_env({"MASTODON_SERVERS": "example.social", "MASTODON_ACCESS_TOKEN": "tok"})
+    assert single.mastodon_tokens == (("https://example.social", "tok"),)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"MASTODON_SERVERS": "https://x.example/path"}, "MASTODON_SERVERS"),
+        (
+            {"MASTODON_SERVERS": "a.example,b", "MASTODON_ACCESS_TOKEN": "secret-app-pw"},
+            "MASTODON_ACCESS_TOKEN",
+        ),
+        ({"MASTODON_ACCESS_TOKENS": "other.example=secret-app-pw"}, "MASTODON_ACCESS_TOKENS"),
+        ({"MASTODON_ACCESS_TOKENS": "mastodon.social="}, "MASTODON_ACCESS_TOKENS"),
+        ({"BLUESKY_HANDLE": "me.bsky.social"}, "BLUESKY_APP_PASSWORD"),
+        ({"BLUESKY_APP_PASSWORD": "secret-app-pw"}, "BLUESKY_HANDLE"),
+        ({"BLUESKY_SERVICE": "bsky.social"}, "BLUESKY_SERVICE"),
+    ],
+)
+def test_settings_feed_source_errors_name_the_variable_and_never_the_secret(env, variable):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(env)
+    assert raised.value.variable == variable
+    assert "secret-app-pw" not in str(raised.value)
+
+
+def test_feed_clients_from_settings():
+    from tagwatch.sources.bluesky import BlueskyClient
+    from tagwatch.sources.mastodon import MastodonClient
+
+    settings = Settings.from_env(
+        {
+            "MASTODON_SERVERS": "a.example,b.example",
+            "MASTODON_ACCESS_TOKENS": "b.example=tok-b",
+            "BLUESKY_HANDLE": "@me.bsky.social",
+            "BLUESKY_APP_PASSWORD": "secret-app-pw",
+        }
+    )
+    mastodon = MastodonClient.from_settings(settings)
+    assert [(s.server.url, s.server.token) for s in mastodon.servers] == [
+        ("https://a.example", None),
+        ("https://b.example", "tok-b"),
+    ]
+    bluesky = BlueskyClient.from_settings(settings)
+    assert (bluesky.service, bluesky.handle) == ("https://bsky.social", "me.bsky.social")
+    with pytest.raises(ConfigError):
+        BlueskyClient.from_settings(Settings.from_env({}))

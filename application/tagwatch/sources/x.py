@@ -1,30 +1,40 @@
-"""X API v2 recent-search client: one session, deadlines, pagination, rate limits and retries.
+"""X API v2 recent-search client: pagination by next_token, since_id fallbacks, X's error shapes.
 
-Shaped like twarc's Twarc2 but safer: headers are read with .get(), retries and waits are capped,
-sleep and clock are injected, every wait is logged with its reason and announced first (so the
-collector can renew its lease), every wait can be cut short by a stop request, and the token is
-never logged. Every HTTP attempt is counted in the caller's `Attempts`, failed ones included.
+Shaped like twarc's Twarc2 but safer. The HTTP machinery it shares with every source (deadlines,
+retries, bounded and interruptible rate-limit waits announced to the collector, attempt counting,
+metrics) lives in `sources.http`; this module adds what is X's own: the query, the fields, the
+next_token and since_id rejections, the usage cap on a 429 and the auth/credit errors. The token is
+never logged.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import math
-import random
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
-import requests
-
-from tagwatch import metrics
 from tagwatch.logs import event
-from tagwatch.sources.base import Page, SourceError, StopRequested
+from tagwatch.sources.base import Page, SourceError
+from tagwatch.sources.http import (
+    Attempts,
+    HttpClient,
+    RateHeaders,
+    RetryPolicy,
+    parse_json,
+    read_body,
+)
+
+__all__ = [
+    "AUTH_ERRORS",
+    "Attempts",
+    "NextTokenRejected",
+    "RetryPolicy",
+    "SinceIdTooOld",
+    "XClient",
+    "read_body",
+]
 
 log = logging.getLogger("tagwatch.collector.source")
 
@@ -42,39 +52,6 @@ AUTH_ERRORS = {
 }
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try: bounded retries, a deadline per request, and caps on every wait.
-
-    `timeout` is requests' (connect, read) pair, where read applies to each socket read;
-    `request_deadline` bounds the whole request (connect, headers and body) however slowly bytes come.
-    A rate-limit wait longer than `max_rate_limit_wait` ends the run instead (X's window is 900 s).
-    """
-
-    timeout: tuple[float, float] = (3.05, 10.0)
-    request_deadline: float = 20.0
-    max_retries: int = 4
-    backoff_base: float = 1.0
-    backoff_cap: float = 60.0
-    rate_limit_backoff_base: float = 5.0
-    max_rate_limit_wait: float = 300.0
-    max_rate_limit_waits: int = 3
-    window_seconds: float = 900.0
-
-    def backoff(self, attempt: int, base: float | None = None) -> float:
-        """Exponential backoff with jitter, never below one second (no busy loop), never above the cap."""
-        delay = min(self.backoff_cap, (base or self.backoff_base) * 2 ** (attempt - 1))
-        return max(1.0, delay * (0.5 + random.random() / 2))
-
-
-@dataclass
-class Attempts:
-    """One tag's HTTP attempts (every retry counts) and its deadline on the client's monotonic clock."""
-
-    deadline: float = math.inf
-    requests: int = 0
-
-
 class SinceIdTooOld(Exception):
     """X answered 400 because since_id is older than the 7-day search window."""
 
@@ -83,38 +60,16 @@ class NextTokenRejected(Exception):
     """X answered 400 to the next_token it was sent (expired or corrupt pagination state)."""
 
 
-class RequestDeadline(Exception):
-    """A request took longer than the policy's total deadline (connect + headers + whole body)."""
-
-
-class XClient:
+class XClient(HttpClient):
     """Fetches recent-search pages for one hashtag at a time."""
 
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        source: str = "x",
-        session: requests.Session | None = None,
-        policy: RetryPolicy | None = None,
-        sleep: Callable[[float], Any] = time.sleep,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
-        on_wait: Callable[[float], None] | None = None,
-        should_stop: Callable[[], bool] = lambda: False,
-    ) -> None:
+    label = "X"
+    rate_headers = RateHeaders("x-rate-limit-remaining", "x-rate-limit-reset")
+
+    def __init__(self, base_url: str, token: str, *, source: str = "x", **http: Any) -> None:
+        super().__init__(source=source, **http)
         self._url = base_url.rstrip("/") + SEARCH_PATH
         self._auth = {"Authorization": f"Bearer {token}"}
-        self.source = source
-        self.session = session or requests.Session()
-        self.policy = policy or RetryPolicy()
-        self._sleep = sleep
-        self._clock = clock
-        self.monotonic = monotonic
-        self.on_wait = on_wait
-        self.should_stop = should_stop
-        self._window_reset: float | None = None  # a 200 said remaining 0: no request before this time
 
     def __repr__(self) -> str:
         return f"XClient(url={self._url!r}, source={self.source!r})"
@@ -200,180 +155,29 @@ class XClient:
 
     def _get(self, params: dict[str, Any], tag: str, attempts: Attempts) -> tuple[dict[str, Any], int | None]:
         """GET with retries; returns (payload, rate-limit remaining). 4xx other than 429 are not retried."""
-        if self.monotonic() >= attempts.deadline:
-            raise SourceError("time_budget_spent", f"the time budget for #{tag} is spent; resuming next run")
-        failures = rate_waits = 0
-        while True:
-            self._wait_for_window(tag, attempts)
-            response, body, problem = self._send(params, attempts)
-            if response is not None:
-                if response.status_code == 200:
-                    payload = _parse_json(body)
-                    if isinstance(payload, dict):
-                        return payload, self._note_window(response)
-                    problem = "malformed JSON in a 200 response"
-                elif response.status_code == 429:
-                    rate_waits += 1
-                    self._after_429(response, body, tag, rate_waits, attempts)
-                    continue
-                elif response.status_code < 500:
-                    raise _client_error(response.status_code, body, params)
-            failures += 1
-            if failures > self.policy.max_retries:
-                raise SourceError(
-                    "source_unavailable", f"X did not answer after {failures} attempts: {problem}"
-                )
-            self._retry_wait(failures, problem, tag, attempts)
-
-    def _send(
-        self, params: dict[str, Any], attempts: Attempts
-    ) -> tuple[requests.Response | None, bytes, str]:
-        """One HTTP attempt, timed and counted; (None, b"", reason) on timeout or connection failure."""
-        attempts.requests += 1
-        started = time.monotonic()
-        connect, read = self.policy.timeout
-        response: requests.Response | None = None
-        body, problem, status = b"", "", "error"
-        try:
-            response = self.session.get(
-                self._url,
-                params=params,
-                headers=self._auth,
-                timeout=(connect, min(read, self.policy.request_deadline)),
-                stream=True,
-            )
-            body = read_body(response, started + self.policy.request_deadline)
-        except (requests.Timeout, RequestDeadline):
-            response, problem = None, f"timeout (deadline {self.policy.request_deadline:g} s)"
-        except requests.RequestException as exc:
-            response, problem = None, f"connection error ({type(exc).__name__})"
-        else:
-            status, problem = str(response.status_code), f"HTTP {response.status_code}"
-            remaining = _header_int(response, "x-rate-limit-remaining")
-            if remaining is not None:
-                metrics.SOURCE_RATE_LIMIT_REMAINING.labels(source=self.source).set(remaining)
-        metrics.SOURCE_REQUESTS.labels(source=self.source, status=status).inc()
-        metrics.SOURCE_DURATION.labels(source=self.source).observe(time.monotonic() - started)
-        return response, body, problem
-
-    def _retry_wait(self, failures: int, problem: str, tag: str, attempts: Attempts) -> None:
-        """Back off before retrying a failed attempt, unless that would overrun the tag's time budget."""
-        delay = self.policy.backoff(failures)
-        if self.monotonic() + delay > attempts.deadline:
-            raise SourceError(
-                "source_unavailable", f"X did not answer within the time budget for #{tag}: {problem}"
-            )
-        self._pause(delay, "X request failed (%s); retrying in %.1f s", (problem, delay), "source_retry", tag)
-
-    def _note_window(self, response: requests.Response) -> int | None:
-        """Remember a window used up by this 200 (remaining 0), so the next request waits for its reset."""
-        remaining = _header_int(response, "x-rate-limit-remaining")
-        reset = _header_int(response, "x-rate-limit-reset")
-        if remaining == 0 and reset is not None:
-            self._window_reset = min(float(reset), self._clock() + self.policy.window_seconds)
-        return remaining
-
-    def _wait_for_window(self, tag: str, attempts: Attempts) -> None:
-        """Before a request: if the last answer used up the window, wait for its reset (bounded)."""
-        reset, self._window_reset = self._window_reset, None
-        if reset is not None and reset > self._clock():
-            self._rate_wait(reset - self._clock() + 1, "the window is used up (remaining 0)", tag, attempts)
-
-    def _after_429(
-        self, response: requests.Response, body: bytes, tag: str, waits: int, attempts: Attempts
-    ) -> None:
-        """Wait for a consistent reset, back off boundedly on an inconsistent one, or give up."""
-        payload = _parse_json(body)
-        if isinstance(payload, dict) and "usage-capped" in str(payload.get("type", "")):
-            raise SourceError("usage_capped", f"X usage cap reached: {_describe(payload)}", 429)
-        if waits > self.policy.max_rate_limit_waits:
-            raise SourceError("rate_limited", f"X still answered 429 after {waits - 1} waits", 429)
-        reset = _header_int(response, "x-rate-limit-reset")
-        remaining = _header_int(response, "x-rate-limit-remaining")
-        now = self._clock()
-        if reset is not None and remaining in (None, 0) and now < reset <= now + self.policy.window_seconds:
-            self._rate_wait(reset - now + 1, "429 until x-rate-limit-reset", tag, attempts)
-        else:
-            delay = self.policy.backoff(waits, self.policy.rate_limit_backoff_base)
-            self._rate_wait(delay, "429 without a consistent reset; backing off", tag, attempts)
-
-    def _rate_wait(self, seconds: float, reason: str, tag: str, attempts: Attempts) -> None:
-        """Wait `seconds` for the rate limit (the tag's time budget stops meanwhile), or end the run if
-        that is beyond the cap: cursors are saved and the next run resumes."""
-        if seconds > self.policy.max_rate_limit_wait:
-            log.warning(
-                "X rate limit: waiting %.0f s (%s) is beyond the %.0f s cap; ending this run",
-                seconds,
-                reason,
-                self.policy.max_rate_limit_wait,
-                extra=event(
-                    "rate_limit_over_cap", tag=tag, source=self.source, wait_seconds=round(seconds, 3)
-                ),
-            )
-            raise SourceError("rate_limited", f"X rate limit: a {seconds:.0f} s wait is beyond the cap", 429)
-        attempts.deadline += seconds
-        self._pause(
-            seconds, "X rate limit: waiting %.0f s (%s)", (seconds, reason), "rate_limit_wait", tag, reason
+        answer = self.call(
+            "GET",
+            self._url,
+            tag,
+            attempts,
+            params=params,
+            headers=self._auth,
+            client_error=lambda status, body: _client_error(status, body, params),
+            check_429=_usage_capped,
         )
-
-    def _pause(
-        self, seconds: float, message: str, args: tuple, action: str, tag: str, reason: str | None = None
-    ) -> None:
-        """Announce the wait (the collector renews its lease), log it, sleep, and honour a stop request."""
-        if self.on_wait is not None:
-            self.on_wait(seconds)
-        fields = {"tag": tag, "source": self.source, "wait_seconds": round(seconds, 3), "wait_reason": reason}
-        log.warning(message, *args, extra=event(action, **fields))
-        self._sleep(seconds)
-        if self.should_stop():
-            raise StopRequested()
+        return answer.payload, answer.remaining
 
 
-def read_body(response: requests.Response, deadline: float) -> bytes:
-    """The whole body, or RequestDeadline once `deadline` (time.monotonic) passes.
-
-    requests' read timeout applies to each socket read, so a server sending one byte every few
-    seconds could hold a request for ever; a timer shuts the socket down at the deadline instead.
-    """
-    sock = _socket_of(response)
-    timer = threading.Timer(max(0.0, deadline - time.monotonic()), _shutdown, (sock,)) if sock else None
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
-    try:
-        body = response.content
-    except requests.RequestException as exc:
-        response.close()
-        if time.monotonic() >= deadline:
-            raise RequestDeadline() from exc
-        raise
-    finally:
-        if timer is not None:
-            timer.cancel()
-    if time.monotonic() > deadline:
-        raise RequestDeadline()
-    return body
-
-
-def _socket_of(response: requests.Response) -> socket.socket | None:
-    """The socket a streamed response is read from: its pooled connection's, or (when the server
-    closes after the body, so http.client already let go of the connection) the body reader's."""
-    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
-    if sock is None:
-        reader = getattr(getattr(response.raw, "_fp", None), "fp", None)
-        sock = getattr(getattr(reader, "raw", None), "_sock", None)
-    return sock if isinstance(sock, socket.socket) else None
-
-
-def _shutdown(sock: socket.socket) -> None:
-    """Make a blocked read on `sock` return at once (called from the deadline timer's thread)."""
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
+def _usage_capped(payload: Any) -> SourceError | None:
+    """X's 429 for a usage cap is not a rate limit: waiting does not help, so the run fails."""
+    if isinstance(payload, dict) and "usage-capped" in str(payload.get("type", "")):
+        return SourceError("usage_capped", f"X usage cap reached: {_describe(payload)}", 429)
+    return None
 
 
 def _client_error(status: int, body: bytes, params: dict[str, Any]) -> Exception:
     """Map a 4xx to the error the collector acts on; detail comes from either X error shape."""
-    payload = _parse_json(body)
+    payload = parse_json(body)
     text = json.dumps(payload) if payload is not None else body.decode("utf-8", "replace")
     detail = _describe(payload) if isinstance(payload, dict) else text[:200]
     if status in AUTH_ERRORS:
@@ -394,17 +198,3 @@ def _describe(body: dict[str, Any]) -> str:
         if isinstance(error, dict) and (error.get("message") or error.get("detail")):
             parts.append(str(error.get("message") or error.get("detail")))
     return "; ".join(parts)[:300]
-
-
-def _parse_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
-
-
-def _header_int(response: requests.Response, name: str) -> int | None:
-    try:
-        return int(response.headers.get(name, ""))
-    except ValueError:
-        return None
