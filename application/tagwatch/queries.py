@@ -21,24 +21,34 @@ def list_posts(
     limit: int,
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Posts newest first by keyset on id; returns the page and the id to continue before (or None)."""
-    joins, where, args = "", [], []
-    if tag:
-        joins = "JOIN post_tags pt ON pt.post_id = p.id AND pt.tag = ?"
-        args.append(tag)
-    for column, value in (("p.lang", lang), ("p.country", country.upper() if country else None)):
-        if value:
-            where.append(f"{column} = ?")
-            args.append(value)
-    if username:
-        where.append("u.username = ? COLLATE NOCASE")
+    source, key, where, args = "posts p", "p.id", [], []
+    if username:  # the author's few posts first (users_by_username, posts_by_author), then sorted
+        source = "users f CROSS JOIN posts p ON p.author_id = f.id"
+        where.append("f.username = ? COLLATE NOCASE")
         args.append(username.lstrip("@"))
+    if tag and not username:  # the tag's posts newest first, straight from post_tags' primary key
+        source, key = "post_tags pt JOIN posts p ON p.id = pt.post_id", "pt.post_id"
+    if tag:
+        where.append(
+            "EXISTS (SELECT 1 FROM post_tags x WHERE x.tag = ? AND x.post_id = p.id)"
+            if username
+            else "pt.tag = ?"
+        )
+        args.append(tag)
+    for condition, value in (
+        ("p.lang = ? COLLATE NOCASE", lang),
+        ("p.country = ?", country and country.upper()),
+    ):
+        if value:  # posts_by_lang / posts_by_country (migration 2)
+            where.append(condition)
+            args.append(value)
     if before:
-        where.append("p.id < ?")
+        where.append(f"{key} < ?")
         args.append(before)
     sql = (
         "SELECT p.id, p.created_at, p.text, p.lang, p.country, p.country_source, u.username, u.followers"
-        f" FROM posts p {joins} LEFT JOIN users u ON u.id = p.author_id"
-        f" {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY p.id DESC LIMIT ?"
+        f" FROM {source} LEFT JOIN users u ON u.id = p.author_id"
+        f" {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY {key} DESC LIMIT ?"
     )
     rows = conn.execute(sql, [*args, limit + 1]).fetchall()
     more = len(rows) > limit

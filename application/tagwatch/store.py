@@ -56,6 +56,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE lease(name TEXT PRIMARY KEY, run_id INTEGER, holder TEXT NOT NULL,
             expires_at REAL NOT NULL)""",
     ),
+    (  # the post list's filters (GET /api/v1/posts) each use an index, newest first
+        "CREATE INDEX IF NOT EXISTS users_by_username ON users(username COLLATE NOCASE)",
+        "CREATE INDEX IF NOT EXISTS posts_by_lang ON posts(lang COLLATE NOCASE, id)",
+        "CREATE INDEX IF NOT EXISTS posts_by_country ON posts(country, id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

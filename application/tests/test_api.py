@@ -331,6 +331,7 @@ def test_posts_newest_first_with_every_field(client, run_id):
         ("tag=sre", ["106", "103", "101"]),
         ("tag=%23Observability", ["105"]),
         ("lang=pt", ["104", "103"]),
+        ("lang=EN", ["105", "102", "101"]),
         ("country=de", ["106", "101"]),
         ("username=%40Carol", ["104", "103"]),
         ("tag=devops&lang=en&country=US", ["105"]),
@@ -339,6 +340,16 @@ def test_posts_newest_first_with_every_field(client, run_id):
 )
 def test_posts_filters(client, run_id, query, ids):
     assert [p["id"] for p in data(client, f"/api/v1/posts?{query}")] == ids
+
+
+def test_posts_meta_echoes_the_applied_filters(client, run_id):
+    meta = get(client, "/api/v1/posts?lang=EN&country=us&username=%40Dave&tag=%23DevOps")["meta"]
+    assert {k: meta[k] for k in ("tag", "lang", "country", "username")} == {
+        "tag": "devops",
+        "lang": "en",
+        "country": "US",
+        "username": "@Dave",
+    }
 
 
 @pytest.mark.parametrize("query", ["", "tag=devops&"])
