@@ -14,19 +14,27 @@ import subprocess
 import sys
 import threading
 
-from flask import Blueprint, current_app, request, url_for
+from flask import current_app, request, url_for
 
 from tagwatch import queries
+from tagwatch.api import schemas
+from tagwatch.api.contract import Blueprint
 from tagwatch.api.db import query
 from tagwatch.api.envelope import envelope
 from tagwatch.api.errors import ApiError
 from tagwatch.config import Settings, settings_env
 
-bp = Blueprint("admin", __name__, url_prefix="/api/v1")
+bp = Blueprint(
+    "admin", __name__, url_prefix="/api/v1", description="Operator actions; need the admin bearer token."
+)
+LOCATION = {"Location": {"description": "/api/v1/runs/{run_id} of the run.", "schema": {"type": "string"}}}
 ANNOUNCE_TIMEOUT_SECONDS = 30
 
 
 @bp.post("/collect")
+@bp.doc(security=[{"adminToken": []}])
+@bp.response(202, schemas.CollectAnswer, headers=LOCATION)
+@bp.errors(401, 403, 409, 503)
 def collect():
     """Start a run; 202 with its id, or 409 naming the run already going."""
     settings: Settings = current_app.config["SETTINGS"]
