@@ -19,7 +19,7 @@ from werkzeug.datastructures import MultiDict
 
 from tagwatch import __version__
 from tagwatch.api import params
-from tagwatch.api.errors import PROBLEM_JSON, PROBLEM_TYPE_BASE, ApiError, BadParam
+from tagwatch.api.errors import PROBLEM_JSON, PROBLEM_TYPE_BASE, BadParam
 
 DESCRIPTION = f"""Summaries of the posts tagwatch collects for its tracked hashtags.
 
@@ -223,6 +223,3 @@ def document_plain_routes(app: Flask, api: Api) -> None:
         rule=rules["/api/openapi.json"], operations=plain("This document.", "application/json", document)
     )
     api.spec.path(rule=rules["/"], operations=page)
-
-
-__all__ = ["Api", "ApiError", "Blueprint", "register"]
