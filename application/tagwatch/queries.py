@@ -21,27 +21,7 @@ def list_posts(
     limit: int,
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Posts newest first by keyset on id; returns the page and the id to continue before (or None)."""
-    source, key, where, args = "posts p", "p.id", [], []
-    if username:  # the author's few posts first (users_by_username, posts_by_author), then sorted
-        source = "users f CROSS JOIN posts p ON p.author_id = f.id"
-        where.append("f.username = ? COLLATE NOCASE")
-        args.append(username.lstrip("@"))
-    if tag and not username:  # the tag's posts newest first, straight from post_tags' primary key
-        source, key = "post_tags pt JOIN posts p ON p.id = pt.post_id", "pt.post_id"
-    if tag:
-        where.append(
-            "EXISTS (SELECT 1 FROM post_tags x WHERE x.tag = ? AND x.post_id = p.id)"
-            if username
-            else "pt.tag = ?"
-        )
-        args.append(tag)
-    for condition, value in (
-        ("p.lang = ? COLLATE NOCASE", lang),
-        ("p.country = ?", country and country.upper()),
-    ):
-        if value:  # posts_by_lang / posts_by_country (migration 2)
-            where.append(condition)
-            args.append(value)
+    source, key, where, args = _post_filters(conn, tag, lang, country, username)
     if before:
         where.append(f"{key} < ?")
         args.append(before)
@@ -68,6 +48,41 @@ def list_posts(
         for row in rows
     ]
     return posts, (rows[-1]["id"] if more and rows else None)
+
+
+def _post_filters(
+    conn: sqlite3.Connection, tag: str | None, lang: str | None, country: str | None, username: str | None
+) -> tuple[str, str, list[str], list[Any]]:
+    """(FROM, sort key, WHERE conditions, arguments) for the post list; each filter reads an index.
+
+    A username is resolved first (users_by_username), so that one author's posts come newest first
+    straight from posts_by_author; a tag alone pages through post_tags' primary key; lang and country
+    use posts_by_lang and posts_by_country (migration 2).
+    """
+    source, key, where, args = "posts p", "p.id", [], []
+    if username:
+        authors = [
+            row[0]
+            for row in conn.execute(
+                "SELECT id FROM users WHERE username = ? COLLATE NOCASE", (username.lstrip("@"),)
+            )
+        ]
+        where.append(f"p.author_id IN ({','.join('?' * len(authors))})" if authors else "0")
+        args.extend(authors)
+    if tag and not username:
+        source, key = "post_tags pt JOIN posts p ON p.id = pt.post_id", "pt.post_id"
+    if tag:
+        exists = "EXISTS (SELECT 1 FROM post_tags x WHERE x.tag = ? AND x.post_id = p.id)"
+        where.append(exists if username else "pt.tag = ?")
+        args.append(tag)
+    for condition, value in (
+        ("p.lang = ? COLLATE NOCASE", lang),
+        ("p.country = ?", country and country.upper()),
+    ):
+        if value:
+            where.append(condition)
+            args.append(value)
+    return source, key, where, args
 
 
 def post_tags(conn: sqlite3.Connection, ids: list[int]) -> dict[int, list[str]]:

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -473,7 +474,7 @@ def test_web_page_at_420px_hourly_labels_do_not_overlap(site: str, browser, tz: 
         boxes = [label.bounding_box() for label in page.locator("#hourly-chart text.x-tick").all()]
         assert len(boxes) >= 2, "at least two dates are labelled"
         boxes.sort(key=lambda b: b["x"])
-        for left, right in zip(boxes, boxes[1:], strict=False):
+        for left, right in pairwise(boxes):
             assert left["x"] + left["width"] <= right["x"], f"labels overlap: {left} {right}"
         chart = page.locator("#hourly-chart svg").bounding_box()
         assert all(chart["x"] <= b["x"] and b["x"] + b["width"] <= chart["x"] + chart["width"] for b in boxes)

@@ -74,7 +74,8 @@ class Blueprint(flask_smorest.Blueprint):
 
     def query(self, schema) -> Any:
         """Load the query string through `schema`; the view receives the values as keyword arguments."""
-        return self.arguments(schema, location="query", as_kwargs=True)
+        instance = schema() if isinstance(schema, type) else schema  # one instance, not one per request
+        return self.arguments(instance, location="query", as_kwargs=True)
 
     def errors(self, *statuses: int) -> Any:
         """Document the problem+json answers an operation can give besides the default."""
