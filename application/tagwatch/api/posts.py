@@ -6,6 +6,7 @@ from flask import jsonify
 
 from tagwatch import queries
 from tagwatch.api import params, schemas
+from tagwatch.api.cache import answer
 from tagwatch.api.contract import Blueprint
 from tagwatch.api.db import read
 from tagwatch.api.envelope import envelope
@@ -27,16 +28,20 @@ RUN_ID = {
 @bp.response(200, schemas.PostsAnswer)
 @bp.errors(503)
 def list_posts(tag, lang, country, username, limit, cursor):
-    """Posts newest first, with filters and cursor pagination."""
+    """Posts newest first, with filters and cursor pagination; cached like the summaries."""
     filters = {
         "tag": tag,
         "lang": lang and lang.lower(),
         "country": country and country.upper(),
         "username": username,
     }
-    (posts, next_before), read_at = read(queries.list_posts, before=cursor, limit=limit, **filters)
-    next_cursor = params.encode_cursor(next_before) if next_before else None
-    return jsonify(envelope(posts, generated_at=read_at, **filters, limit=limit, next_cursor=next_cursor))
+
+    def build(conn):
+        posts, next_before = queries.list_posts(conn, before=cursor, limit=limit, **filters)
+        next_cursor = params.encode_cursor(next_before) if next_before else None
+        return posts, {**filters, "limit": limit, "next_cursor": next_cursor}
+
+    return answer({**filters, "limit": limit, "cursor": cursor}, build)
 
 
 @bp.get("/runs")
