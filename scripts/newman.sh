@@ -4,12 +4,20 @@
 # Installs newman (pinned) into .ci/node_modules (git-ignored), starts `tagwatch run` on a temp database and a
 # free port with an admin token, waits for /readyz and a finished collection run, runs the collection, stops
 # tagwatch and exits with newman's code (1 when an assertion fails). Writes build/newman-junit.xml.
-# Usage: scripts/newman.sh [COLLECTION]   (needs node, npm, curl and the .venv of `make venv`)
+# With --seeded the database is filled by `tagwatch seed` and only the API runs (`tagwatch serve`, no
+# collector): a database that was never collected, with no runs; the collection must pass there too.
+# Usage: scripts/newman.sh [--seeded] [COLLECTION]   (needs node, npm, curl and the .venv of `make venv`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NEWMAN_VERSION=6.2.2
+SEEDED=""
+if [[ "${1:-}" == --seeded ]]; then
+  SEEDED=1
+  shift
+fi
 COLLECTION=${1:-postman_collection.json}
+SEED_POSTS=500
 NEWMAN=.ci/node_modules/.bin/newman
 PYTHON=.venv/bin/python
 START_TIMEOUT=60 # seconds for /readyz and for the first finished run
@@ -82,12 +90,22 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "starting tagwatch on $base (sample source, database in $workdir)"
-# setsid: tagwatch leads its own process group, so one signal reaches it, gunicorn and the collector.
-env -u X_BEARER_TOKEN -u PROMETHEUS_MULTIPROC_DIR \
-  TAGWATCH_DB="$workdir/tagwatch.db" TAGWATCH_SOURCE=sample TAGWATCH_ADMIN_TOKEN="$admin_token" \
-  PORT="$port" TAGWATCH_METRICS_PORT=0 LOG_LEVEL=INFO \
-  setsid .venv/bin/tagwatch run >"$workdir/tagwatch.log" 2>&1 &
+# A simple command (not a function) when backgrounded, so that $! is tagwatch's own pid and process group.
+tagwatch_env=(env -u X_BEARER_TOKEN -u PROMETHEUS_MULTIPROC_DIR
+  TAGWATCH_DB="$workdir/tagwatch.db" TAGWATCH_SOURCE=sample TAGWATCH_ADMIN_TOKEN="$admin_token"
+  PORT="$port" TAGWATCH_METRICS_PORT=0 LOG_LEVEL=INFO)
+
+if [[ -n "$SEEDED" ]]; then
+  log "seeding $SEED_POSTS sample posts; serving them on $base with no collector (database in $workdir)"
+  "${tagwatch_env[@]}" .venv/bin/tagwatch seed --posts "$SEED_POSTS" >"$workdir/seed.log" 2>&1 ||
+    { cat "$workdir/seed.log" >&2; exit 1; }
+  # setsid: tagwatch leads its own process group, so one signal reaches it and gunicorn.
+  "${tagwatch_env[@]}" setsid .venv/bin/tagwatch serve --host 127.0.0.1 --port "$port" >"$workdir/tagwatch.log" 2>&1 &
+else
+  log "starting tagwatch on $base (sample source, database in $workdir)"
+  # setsid: tagwatch leads its own process group, so one signal reaches it, gunicorn and the collector.
+  "${tagwatch_env[@]}" setsid .venv/bin/tagwatch run >"$workdir/tagwatch.log" 2>&1 &
+fi
 tagwatch_pid=$!
 
 started=$SECONDS
@@ -97,7 +115,7 @@ until curl -fsS --max-time 2 -o /dev/null "$base/readyz" 2>/dev/null; do
   ((SECONDS < deadline)) || { log "no /readyz within ${START_TIMEOUT}s"; exit 1; }
   sleep 0.2
 done
-until [[ "$(newest_run_status)" =~ ^(success|failed)$ ]]; do
+until [[ -n "$SEEDED" || ! "$(newest_run_status)" =~ ^(running|none|down)$ ]]; do
   ((SECONDS < deadline)) || { log "no finished collection run within ${START_TIMEOUT}s"; exit 1; }
   sleep 0.5
 done

@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tagwatch import timestamps
-from tagwatch.store import ALL_TAGS, BUCKET_SECONDS
+from tagwatch.store import ALL_TAGS, BUCKET_SECONDS, TAG_TRIED_STATUSES
 from tagwatch.timezones import offset_segments
 
 HOUR = 3600
@@ -157,8 +157,8 @@ def tag_overview(conn: sqlite3.Connection, tags: tuple[str, ...]) -> list[dict[s
             "SELECT rt.tag, rt.run_id, rt.status, r.finished_at"
             " FROM run_tags rt JOIN runs r ON r.id = rt.run_id"
             f" WHERE rt.tag IN ({marks}) AND rt.run_id = (SELECT max(run_id) FROM run_tags x"
-            " WHERE x.tag = rt.tag AND x.status IN ('success', 'failed'))",
-            tags,
+            f" WHERE x.tag = rt.tag AND x.status IN ({','.join('?' * len(TAG_TRIED_STATUSES))}))",
+            (*tags, *TAG_TRIED_STATUSES),
         )
     }
     result = []

@@ -9,7 +9,7 @@ from tagwatch.config import Settings
 
 def create_app(config: Settings | None = None) -> Flask:
     """Build the API app; `config` defaults to settings from the environment (tests pass their own)."""
-    from tagwatch.api import register_blueprints, register_errorhandlers
+    from tagwatch.api import cache, register_blueprints, register_errorhandlers
     from tagwatch.api.observe import register_observability
 
     settings = config or Settings.from_env()
@@ -19,6 +19,7 @@ def create_app(config: Settings | None = None) -> Flask:
     app.json.sort_keys = False
     app.url_map.strict_slashes = False
     register_observability(app)
+    cache.register(app)
     register_blueprints(app)
     register_errorhandlers(app)
     precreate_http_series(app)

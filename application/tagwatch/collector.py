@@ -32,8 +32,6 @@ from tagwatch.sources.x import Attempts, XClient
 
 log = logging.getLogger("tagwatch.collector")
 
-RUN_STATUSES = ("running", "success", "partial", "failed", "interrupted")
-TAG_STATUSES = ("pending", "success", "failed", "skipped", "interrupted", "stalled")
 BREAKER_TAGS = 3  # consecutive tags failing with the source unavailable open the circuit
 OUTCOMES = {"success": "success", "partial": "failure", "failed": "failure", "interrupted": "unknown"}
 
@@ -54,7 +52,7 @@ class TagResult:
 @dataclass
 class RunResult:
     """What a whole run did. `started` is False when another live run holds the lease (or the run
-    could not even be recorded: then `status` is "failed"); `status` is one of RUN_STATUSES."""
+    could not even be recorded: then `status` is "failed"); `status` is one of store.RUN_STATUSES."""
 
     run_id: int | None
     started: bool = True

@@ -12,10 +12,12 @@ import shutil
 import sys
 import tempfile
 
+from tagwatch.api.cache import max_bytes_from_env
 from tagwatch.config import ConfigError, Settings
 
 try:
     _settings = Settings.from_env()
+    max_bytes_from_env()  # the API's cache size: fail here, in the master, with one line
 except ConfigError as _exc:
     sys.stderr.write(f"tagwatch: configuration error: {_exc}\n")
     sys.exit(2)
@@ -26,7 +28,11 @@ os.environ.setdefault(
 
 bind = [f"0.0.0.0:{_settings.port}"]
 workers = _settings.web_concurrency
-worker_class = "sync"
+# gevent: a slow or idle client costs a greenlet, not a worker (sync) or a thread (gthread reads a trickled
+# request in a blocking thread); measurements in docs/performance.md. SQLite calls do not yield, so each
+# request's reads run to completion; readers come from a pool (tagwatch.api.db), not one per greenlet.
+worker_class = "tagwatch.gunicorn_worker.Worker"
+worker_connections = 1000
 timeout = 30
 graceful_timeout = 20
 keepalive = 5

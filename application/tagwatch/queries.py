@@ -21,24 +21,14 @@ def list_posts(
     limit: int,
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Posts newest first by keyset on id; returns the page and the id to continue before (or None)."""
-    joins, where, args = "", [], []
-    if tag:
-        joins = "JOIN post_tags pt ON pt.post_id = p.id AND pt.tag = ?"
-        args.append(tag)
-    for column, value in (("p.lang", lang), ("p.country", country.upper() if country else None)):
-        if value:
-            where.append(f"{column} = ?")
-            args.append(value)
-    if username:
-        where.append("u.username = ? COLLATE NOCASE")
-        args.append(username.lstrip("@"))
+    source, key, where, args = _post_filters(conn, tag, lang, country, username)
     if before:
-        where.append("p.id < ?")
+        where.append(f"{key} < ?")
         args.append(before)
     sql = (
         "SELECT p.id, p.created_at, p.text, p.lang, p.country, p.country_source, u.username, u.followers"
-        f" FROM posts p {joins} LEFT JOIN users u ON u.id = p.author_id"
-        f" {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY p.id DESC LIMIT ?"
+        f" FROM {source} LEFT JOIN users u ON u.id = p.author_id"
+        f" {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY {key} DESC LIMIT ?"
     )
     rows = conn.execute(sql, [*args, limit + 1]).fetchall()
     more = len(rows) > limit
@@ -58,6 +48,41 @@ def list_posts(
         for row in rows
     ]
     return posts, (rows[-1]["id"] if more and rows else None)
+
+
+def _post_filters(
+    conn: sqlite3.Connection, tag: str | None, lang: str | None, country: str | None, username: str | None
+) -> tuple[str, str, list[str], list[Any]]:
+    """(FROM, sort key, WHERE conditions, arguments) for the post list; each filter reads an index.
+
+    A username is resolved first (users_by_username), so that one author's posts come newest first
+    straight from posts_by_author; a tag alone pages through post_tags' primary key; lang and country
+    use posts_by_lang and posts_by_country (migration 2).
+    """
+    source, key, where, args = "posts p", "p.id", [], []
+    if username:
+        authors = [
+            row[0]
+            for row in conn.execute(
+                "SELECT id FROM users WHERE username = ? COLLATE NOCASE", (username.lstrip("@"),)
+            )
+        ]
+        where.append(f"p.author_id IN ({','.join('?' * len(authors))})" if authors else "0")
+        args.extend(authors)
+    if tag and not username:
+        source, key = "post_tags pt JOIN posts p ON p.id = pt.post_id", "pt.post_id"
+    if tag:
+        exists = "EXISTS (SELECT 1 FROM post_tags x WHERE x.tag = ? AND x.post_id = p.id)"
+        where.append(exists if username else "pt.tag = ?")
+        args.append(tag)
+    for condition, value in (
+        ("p.lang = ? COLLATE NOCASE", lang),
+        ("p.country = ?", country and country.upper()),
+    ):
+        if value:
+            where.append(condition)
+            args.append(value)
+    return source, key, where, args
 
 
 def post_tags(conn: sqlite3.Connection, ids: list[int]) -> dict[int, list[str]]:

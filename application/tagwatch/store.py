@@ -25,6 +25,11 @@ from tagwatch.parse import ParsedPage, PostRow, UserRow
 BUCKET_SECONDS = 900  # quarter hours: every current UTC offset is a multiple of 15 minutes
 ALL_TAGS = ""  # aggregate rows under this tag count each post once
 LEASE_NAME = "collect"
+RUN_STATUSES = ("running", "success", "partial", "failed", "interrupted")
+TAG_STATUSES = ("pending", "success", "failed", "skipped", "interrupted", "stalled")
+#: a tag's part of a run that really asked the source (the others never started)
+TAG_TRIED_STATUSES = ("success", "failed", "interrupted", "stalled")
+TRIGGERS = ("manual", "schedule", "api")
 LEASE_TTL_SECONDS = 120.0
 #: the long-running collector looks for run requests every tick, writes its heartbeat every
 #: HEARTBEAT_SECONDS (5 ticks), and counts as alive while its last heartbeat is younger than three beats
@@ -84,6 +89,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             UPDATE run_requests SET status = 'started', run_id = NEW.id WHERE status = 'claimed'; END""",
         """CREATE TABLE collectors(holder TEXT PRIMARY KEY, started_at TEXT NOT NULL,
             beat_ts REAL NOT NULL)""",
+        # the post list's filters (GET /api/v1/posts) each use an index, newest first
+        "CREATE INDEX IF NOT EXISTS users_by_username ON users(username COLLATE NOCASE)",
+        "CREATE INDEX IF NOT EXISTS posts_by_lang ON posts(lang COLLATE NOCASE, id)",
+        "CREATE INDEX IF NOT EXISTS posts_by_country ON posts(country, id)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

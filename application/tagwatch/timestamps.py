@@ -8,7 +8,7 @@ One module so that the API, the logs and the store agree on one form: `2026-11-2
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 
 def rfc3339(moment: datetime, millis: bool = False) -> str:
@@ -33,3 +33,8 @@ def to_unix(text: str) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+def local(ts: float, zone: tzinfo) -> str:
+    """Unix seconds as RFC 3339 in `zone` (`Z` when the offset is zero)."""
+    return rfc3339(datetime.fromtimestamp(ts, tz=zone))

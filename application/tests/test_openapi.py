@@ -1,25 +1,25 @@
-"""The OpenAPI document is valid and stays one source of truth with the code.
+"""The OpenAPI document is valid and covers the whole app.
 
-Drift is caught from both sides: the document's (path, method) pairs must equal the app's URL map, and
-each operation's documented query parameters must equal the names its view actually looks up in
-request.args (recorded at run time, on a request without parameters and on one with every documented
-example), so a parameter added to a view or dropped from the document fails here.
+Parameters and response shapes are declared once (tagwatch.api.schemas) and the document is generated
+from them by flask-smorest, so a view cannot read a parameter the document lacks: views receive exactly
+the declared parameters. What can still drift is checked here: routes outside the blueprints, the
+configuration-dependent schemas (tags, time zones) and the problem types docs/api.md explains.
+schemathesis (tests/test_schemathesis.py) checks behaviour against the document in both directions.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import dataset
 import pytest
 from openapi_spec_validator import validate
-from werkzeug.datastructures import ImmutableMultiDict
 
 import tagwatch.api
-from tagwatch import store
 from tagwatch.api.errors import PROBLEM_TYPE_BASE
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
@@ -64,73 +64,26 @@ def test_document_paths_and_methods_equal_the_url_map(app, document):
     documented = operations(document)
     assert sorted(documented) == sorted(routed)
     for key, op in documented.items():
-        path_params = sorted(p["name"] for p in op.get("parameters", []) if p["in"] == "path")
+        declared = [*document["paths"][key[0]].get("parameters", []), *op.get("parameters", [])]
+        path_params = sorted(p["name"] for p in declared if p["in"] == "path")
         assert path_params == routed[key], key
 
 
-class RecordingArgs(ImmutableMultiDict):
-    """request.args that notes every name a view looks up."""
-
-    looked_up: ClassVar[set[str]] = set()
-
-    def __getitem__(self, key: str) -> Any:
-        RecordingArgs.looked_up.add(key)
-        return super().__getitem__(key)
-
-    def get(self, key: str, default: Any = None, type: Any = None) -> Any:
-        RecordingArgs.looked_up.add(key)
-        return super().get(key, default, type)
-
-    def getlist(self, key: str, type: Any = None) -> list[Any]:
-        RecordingArgs.looked_up.add(key)
-        return super().getlist(key, type)
-
-    def __contains__(self, key: object) -> bool:
-        RecordingArgs.looked_up.add(str(key))
-        return super().__contains__(key)
-
-    def __iter__(self):
-        RecordingArgs.looked_up.add("*every parameter*")
-        return super().__iter__()
-
-
-def example_query(op: dict[str, Any]) -> dict[str, Any]:
-    """Every documented query parameter at its example value."""
-    return {
-        p["name"]: p["example"] for p in op.get("parameters", []) if p["in"] == "query" and "example" in p
-    }
-
-
-def test_each_view_reads_exactly_its_documented_query_parameters(app, client, conn, document):
-    run_id = dataset.seed(conn)
-    # a held lease makes POST /collect answer 409 after authorizing, without spawning a collector
-    store.begin_run(conn, source="sample", trigger="test", tags=("devops",), holder="test")
-    app.request_class = type(
-        "RecordingRequest", (app.request_class,), {"parameter_storage_class": RecordingArgs}
-    )
-    for (path, method), op in operations(document).items():
-        documented = {p["name"] for p in op.get("parameters", []) if p["in"] == "query"}
-        url = path.replace("{run_id}", str(run_id))
-        read: set[str] = set()
-        for query in ({}, example_query(op)):
-            RecordingArgs.looked_up = set()
-            response = client.open(url, method=method, query_string=query, headers=BEARER)
-            assert response.status_code < 500, (path, method, response.get_data(as_text=True))
-            if query:
-                assert response.status_code == 200, (path, query, response.get_json())
-            read |= RecordingArgs.looked_up
-        assert read == documented, (
-            f"{method} {path}: view reads {sorted(read)}, document has {sorted(documented)}"
-        )
-
-
-def test_every_query_parameter_has_an_example(document):
+def test_every_query_parameter_is_optional_may_be_empty_and_has_an_example(document):
     for key, op in operations(document).items():
         for param in op.get("parameters", []):
-            assert param["in"] == "path" or "example" in param or param["name"] == "cursor", (
-                key,
-                param["name"],
-            )
+            if param["in"] == "query":
+                assert (param["required"], param["allowEmptyValue"]) == (False, True), (key, param["name"])
+                assert "example" in param or param["name"] == "cursor", (key, param["name"])
+
+
+def test_documented_examples_are_accepted(client, conn, document):
+    dataset.seed(conn)
+    for (path, method), op in operations(document).items():
+        query = {p["name"]: p["example"] for p in op.get("parameters", []) if "example" in p}
+        if method == "GET" and query:
+            response = client.get(path, query_string=query)
+            assert response.status_code == 200, (path, query, response.get_json())
 
 
 @pytest.mark.parametrize("given", ["devops", "#devops", "DevOps", "#OBSERVABILITY", "sre"])
@@ -154,6 +107,8 @@ def test_tag_values_follow_the_configured_tags(db_path):
     client = create_app(Settings(db_path=str(db_path), tags=("python", "rust_lang"))).test_client()
     document = client.get("/api/openapi.json").get_json()
     assert document["components"]["schemas"]["TagName"]["enum"] == ["python", "rust_lang"]
+    default = create_app(Settings(db_path=str(db_path))).test_client().get("/api/openapi.json").get_json()
+    assert "rust_lang" not in json.dumps(default)
     pattern = operations(document)[("/api/v1/posts", "GET")]["parameters"][0]["schema"]["pattern"]
     assert re.search(pattern, "#Rust_Lang") and not re.search(pattern, "devops")
 
@@ -167,9 +122,9 @@ def test_time_zone_enum_is_what_tz_accepts(client, document):
 
 def test_error_responses_are_problem_json(document):
     for key, op in operations(document).items():
-        assert "500" in op["responses"], key
+        assert "default" in op["responses"], key  # 404, 405, 500 can happen anywhere
         for status, response in op["responses"].items():
-            if status.startswith(("4", "5")):
+            if status.startswith(("4", "5")) or status == "default":
                 name = response["$ref"].rsplit("/", 1)[-1]
                 assert "application/problem+json" in document["components"]["responses"][name]["content"]
 

@@ -7,6 +7,9 @@ Commands call tagwatch at `http://localhost:8000`, which is rewritten to the tes
 literal (no `$VARIABLES`). The admin examples use the token README tells readers to set,
 `TAGWATCH_ADMIN_TOKEN=change-me-admin-token`.
 
+The `# …` comment right under a command is its answer, abbreviated: it is compared with the live answer, the
+shape always and the values where the request determines them (tests/readme_examples.py says how).
+
 The convention for examples that fail on purpose: a trailing comment on the same line,
 
     curl -s 'http://localhost:8000/api/v1/users/top?tag=nosuchtag'   # expect: 4xx
@@ -19,7 +22,6 @@ that needs more than tagwatch (e.g. the Docker stack) and is not run. A command 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import pytest
 from processes import free_port, get, running, tagwatch_env, wait_for
+from readme_examples import mismatches, parse_example
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 README_ADMIN_TOKEN = "change-me-admin-token"  # README: `TAGWATCH_ADMIN_TOKEN=change-me-admin-token make run`
@@ -40,7 +43,7 @@ DOCUMENTED_BASE = re.compile(r"(?:https?://)?(?:localhost|127\.0\.0\.1):8000")
 EXPECT = re.compile(r"#\s*expect:\s*(\S+)\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
 INLINE = re.compile(r"`(curl\s[^`]+)`")
-CURL_OPTIONS = ("--silent", "--show-error", "--max-time", "30", "--output", os.devnull)  # body dropped
+CURL_OPTIONS = ("--silent", "--show-error", "--max-time", "30", "--output", "body")
 SHELL_OPERATORS = {"|", "||", "&&", ";", "&", ">", ">>", "<"}
 
 
@@ -51,6 +54,7 @@ class Command:
     line: int
     text: str
     expect: str
+    example: str = ""
 
     def __str__(self) -> str:
         return f"README.md:{self.line}"
@@ -59,15 +63,22 @@ class Command:
 def readme_commands(text: str) -> list[Command]:
     """The curl commands in fenced code blocks and inline code spans of a Markdown text."""
     commands: list[Command] = []
-    in_block, pending, start = False, "", 0
+    in_block, pending, start, answer = False, "", 0, False
     for number, line in enumerate(text.splitlines(), start=1):
         if FENCE.match(line):
-            in_block, pending = not in_block, ""
+            in_block, pending, answer = not in_block, "", False
             continue
         if not in_block:
             commands += [command(number, span) for span in INLINE.findall(line)]
             continue
         stripped = line.strip().removeprefix("$ ")
+        if answer and stripped.startswith("#"):  # the command's answer, as README shows it
+            last = commands[-1]
+            commands[-1] = Command(
+                last.line, last.text, last.expect, f"{last.example} {stripped[1:].strip()}"
+            )
+            continue
+        answer = False
         if not pending and not stripped.startswith("curl "):
             continue
         start = start if pending else number
@@ -75,7 +86,7 @@ def readme_commands(text: str) -> list[Command]:
             pending += stripped[:-1] + " "
             continue
         commands.append(command(start, pending + stripped))
-        pending = ""
+        pending, answer = "", True
     return commands
 
 
@@ -104,6 +115,13 @@ def status_matches(status: int, expect: str) -> bool:
 
 
 COMMANDS = readme_commands(README.read_text(encoding="utf-8")) if README.exists() else []
+
+
+def test_readme_answers_parse():
+    shown = [c for c in COMMANDS if c.example]
+    assert len(shown) >= MIN_COMMANDS
+    for example in shown:
+        assert parse_example(example.example) is not None, f"{example}: cannot read its answer"
 
 
 def test_readme_has_curl_examples_for_the_api():
@@ -177,3 +195,9 @@ def test_readme_curl_command_answers_as_documented(example: Command, tagwatch_ba
     assert status_matches(status, example.expect), (
         f"{example}: `{example.text}` answered {status}, expected {example.expect}{hint} {result.stderr}"
     )
+    shown = parse_example(example.example) if example.example else None
+    if shown is not None:
+        shown_status, shown_body = shown
+        assert shown_status in (None, status), f"{example}: README shows status {shown_status}, got {status}"
+        differences = mismatches(shown_body, json.loads((tmp_path / "body").read_text()))
+        assert differences == [], f"{example}: README's answer differs from the live one: {differences}"

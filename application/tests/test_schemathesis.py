@@ -1,57 +1,53 @@
-"""Schemathesis against the app in-process: generated requests for every documented operation on a
-seeded database; no answer may be a 5xx or differ from the document (status, content type, headers,
-body schema). The admin token is a random secret schemathesis cannot guess, so POST /api/v1/collect is
-exercised but only ever answers 401/403 and never spawns a collector."""
+"""schemathesis against the live server: gunicorn with the production configuration on tests/dataset.py,
+`schemathesis run --checks all` over every operation of the served document. No answer may be a 5xx or
+differ from the document, schema-valid requests must be accepted and schema-violating ones rejected.
+
+The admin token is a random secret schemathesis cannot guess, so POST /api/v1/collect only ever answers
+401/403. Before the contract was declared once this found 6-7 unique failures in 1,149 generated cases
+(empty `tag=`/`limit=` accepted, a 64-zero cursor and `until` before `since` rejected); the floor below
+keeps the run at least that thorough.
+"""
 
 from __future__ import annotations
 
+import re
 import secrets
-from dataclasses import replace
+import subprocess
+import sys
+from pathlib import Path
 
 import dataset
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from processes import free_port, gunicorn_args, running, tagwatch_env, wait_for
 
 from tagwatch import store
-from tagwatch.app import create_app
-from tagwatch.config import Settings
 
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-]
-
-
-# Loaded eagerly: schemathesis' lazy `from_fixture` breaks on pytest 9 (it sets Node._nodeid). The document
-# needs no database, so the app starts on a placeholder path and the fixture points it at the seeded one.
-APP = create_app(Settings(db_path="/nonexistent/tagwatch.db", admin_token=secrets.token_hex(32)))
-schema = schemathesis.openapi.from_wsgi("/api/openapi.json", APP)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def seeded_database(tmp_path_factory):
-    """Point the app at a database holding tests/dataset.py."""
-    path = tmp_path_factory.mktemp("schemathesis") / "tagwatch.db"
-    store.init_db(path)
-    conn = store.connect(path)
-    dataset.seed(conn)
-    conn.close()
-    APP.config["SETTINGS"] = replace(APP.config["SETTINGS"], db_path=str(path))
+CASES_BEFORE = 1149  # generated cases of the same run before the change
 
 
 @pytest.mark.slow
-@schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_conforms_to_its_document(case):
-    case.call_and_validate(checks=CHECKS)
+def test_live_server_conforms_to_its_document(tmp_path):
+    db = tmp_path / "tagwatch.db"
+    store.init_db(db)
+    conn = store.connect(db)
+    dataset.seed(conn)
+    conn.close()
+    port = free_port()
+    env = tagwatch_env(
+        db,
+        LOG_LEVEL="WARNING",
+        TAGWATCH_ADMIN_TOKEN=secrets.token_hex(32),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom"),
+    )
+    with running(gunicorn_args(port, workers=2), env, tmp_path / "gunicorn.log"):
+        base = f"http://127.0.0.1:{port}"
+        wait_for(base + "/readyz")
+        result = subprocess.run(
+            [str(Path(sys.executable).with_name("schemathesis")), "run", base + "/api/openapi.json",
+             "--checks", "all", "--seed", "20261129", "--no-color"],
+            capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
+        )  # fmt: skip
+    report = result.stdout[-8000:]
+    assert result.returncode == 0, report
+    generated = re.search(r"(\d+) generated", report)
+    assert generated and int(generated.group(1)) >= CASES_BEFORE, report

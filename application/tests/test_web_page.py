@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -459,3 +460,24 @@ def test_web_page_with_the_real_api_and_sample_data(real_site: str, watched: Wat
     assert page.locator("#tags-status tbody tr").count() == 10
     _shoot(page, "page-real.png")
     watched.assert_clean()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Kolkata"])
+def test_web_page_at_420px_hourly_labels_do_not_overlap(site: str, browser, tz: str):
+    """On a phone the hourly chart's date labels thin out: no two rendered label boxes touch."""
+    context = browser.new_context(viewport={"width": 420, "height": 900}, locale="en-US", timezone_id=tz)
+    try:
+        page = context.new_page()
+        page.goto(site + "/")
+        page.wait_for_selector("#hourly-chart svg")
+        boxes = [label.bounding_box() for label in page.locator("#hourly-chart text.x-tick").all()]
+        assert len(boxes) >= 2, "at least two dates are labelled"
+        boxes.sort(key=lambda b: b["x"])
+        for left, right in pairwise(boxes):
+            assert left["x"] + left["width"] <= right["x"], f"labels overlap: {left} {right}"
+        chart = page.locator("#hourly-chart svg").bounding_box()
+        assert all(chart["x"] <= b["x"] and b["x"] + b["width"] <= chart["x"] + chart["width"] for b in boxes)
+        _shoot(page, f"page-420px-{tz.replace('/', '-')}.png")
+    finally:
+        context.close()

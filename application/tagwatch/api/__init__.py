@@ -6,12 +6,13 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    """Mount every blueprint: summaries, posts, runs/admin, health/metrics, the OpenAPI document, the page."""
-    from tagwatch.api import admin, health, openapi, posts, summaries
+    """Mount every blueprint (summaries, posts, admin, health) with the OpenAPI document generated from
+    their declarations, and the page."""
+    from tagwatch.api import admin, contract, health, posts, summaries
     from tagwatch.web import bp as web_bp
 
-    for blueprint in (summaries.bp, posts.bp, admin.bp, health.bp, openapi.bp, web_bp):
-        app.register_blueprint(blueprint)
+    app.register_blueprint(web_bp)
+    contract.register(app, [summaries.bp, posts.bp, admin.bp, health.bp])
 
 
 def register_errorhandlers(app: Flask) -> None:

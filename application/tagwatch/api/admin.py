@@ -15,21 +15,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flask import Blueprint, current_app, request, url_for
+from flask import current_app, request, url_for
 
 from tagwatch import queries, store
+from tagwatch.api import schemas
+from tagwatch.api.contract import Blueprint
 from tagwatch.api.envelope import envelope
 from tagwatch.api.errors import ApiError
 from tagwatch.config import Settings
 from tagwatch.logs import event
 
-bp = Blueprint("admin", __name__, url_prefix="/api/v1")
+bp = Blueprint(
+    "admin", __name__, url_prefix="/api/v1", description="Operator actions; need the admin bearer token."
+)
+LOCATION = {"Location": {"description": "/api/v1/runs/{run_id} of the run.", "schema": {"type": "string"}}}
 log = logging.getLogger("tagwatch.api")
 CLAIM_WAIT_SECONDS = 5.0  # a live collector claims within a tick (1 s); far below gunicorn's 30 s timeout
 POLL_SECONDS = 0.05
 
 
 @bp.post("/collect")
+@bp.doc(security=[{"adminToken": []}])
+@bp.response(202, schemas.CollectAnswer, headers=LOCATION)
+@bp.errors(401, 403, 409, 503)
 def collect():
     """202 with the run the collector started for it; 409 if a run is going or requested; 503 if none can."""
     settings: Settings = current_app.config["SETTINGS"]

@@ -1,51 +1,95 @@
-"""A per-worker response cache for the summaries, invalidated by any write to the database.
+"""A per-worker response cache for the summaries, invalidated by any commit to the database.
 
-SQLite's `PRAGMA data_version` changes on a connection whenever another connection commits, so
-one cheap pragma tells whether the collector stored anything since a response was built. The
-summaries then cost a dictionary lookup between collection runs, whatever the data size.
+SQLite's `PRAGMA data_version` changes whenever another connection commits, so one cheap pragma tells
+whether the collector stored anything since a response was built; between collection runs a summary
+costs a dictionary lookup whatever the data size. Entries are keyed by the validated, normalised
+parameters (junk or differently spelled parameters share one entry) and the total size is bounded in
+bytes per worker (TAGWATCH_API_CACHE_BYTES), least recently used first out.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
-from functools import wraps
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Flask, Response, current_app, request
 
-from tagwatch.api.db import reader
+from tagwatch import config
+from tagwatch.api import db
+from tagwatch.api.envelope import envelope
 
-MAX_ENTRIES = 512
-_entries: OrderedDict[tuple[int, str, bytes], tuple[int, bytes]] = OrderedDict()
-_lock = threading.Lock()
-
-
-def cached(view: Callable[..., Any]) -> Callable[..., Response]:
-    """Serve the view's JSON from cache while the database is unchanged; errors are never cached."""
-
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Response:
-        conn = reader()
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
-        key = (id(conn), request.path, request.query_string)
-        with _lock:
-            hit = _entries.get(key)
-            if hit is not None and hit[0] == version:
-                _entries.move_to_end(key)
-                return Response(hit[1], mimetype="application/json")
-        body = current_app.json.dumps(view(*args, **kwargs)).encode()
-        with _lock:
-            _entries[key] = (version, body)
-            if len(_entries) > MAX_ENTRIES:
-                _entries.popitem(last=False)
-        return Response(body, mimetype="application/json")
-
-    return wrapper
+ENV_VAR = "TAGWATCH_API_CACHE_BYTES"
+DEFAULT_MAX_BYTES = 32 * 2**20
+MAX_MAX_BYTES = 2**40
+Build = Callable[[Any], tuple[Any, dict[str, Any]]]
 
 
-def clear() -> None:
-    """Forget every cached response (tests switch databases between apps)."""
-    with _lock:
-        _entries.clear()
+def max_bytes_from_env(env: Mapping[str, str] | None = None) -> int:
+    """TAGWATCH_API_CACHE_BYTES: bytes of cached JSON per worker (0 turns the cache off); ConfigError if bad.
+
+    Read here rather than in Settings because only the API uses it (the lead may move it into Settings).
+    """
+    return config._int(os.environ if env is None else env, ENV_VAR, DEFAULT_MAX_BYTES, 0, MAX_MAX_BYTES)
+
+
+class ResponseCache:
+    """LRU of JSON bodies bounded in total bytes; each entry remembers the database version it was read at."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._entries: OrderedDict[Hashable, tuple[Hashable, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Hashable, version: Hashable) -> bytes | None:
+        """The body cached under `key` if it was built at `version`."""
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None or hit[0] != version:
+                return None
+            self._entries.move_to_end(key)
+            return hit[1]
+
+    def put(self, key: Hashable, version: Hashable, body: bytes) -> None:
+        """Store a body, evicting the least recently used until the total fits; a body too big is skipped."""
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.size -= len(old[1])
+            if len(body) > self.max_bytes:
+                return
+            self._entries[key] = (version, body)
+            self.size += len(body)
+            while self.size > self.max_bytes:
+                _, (_, evicted) = self._entries.popitem(last=False)
+                self.size -= len(evicted)
+
+
+def register(app: Flask, max_bytes: int | None = None) -> None:
+    """Give the app its cache (size from TAGWATCH_API_CACHE_BYTES unless given)."""
+    app.extensions["tagwatch.cache"] = ResponseCache(max_bytes_from_env() if max_bytes is None else max_bytes)
+
+
+def answer(params: Mapping[str, Any], build: Build) -> Response:
+    """The endpoint's JSON for these validated parameters: from cache while the database is unchanged.
+
+    `build(conn)` returns `(data, meta)`; it runs in one snapshot that is at least as new as the version
+    checked (version first, snapshot second), so a cached body is never older than its version.
+    """
+    cache: ResponseCache = current_app.extensions["tagwatch.cache"]
+    database = db.database()
+    key = (database.path, request.endpoint, tuple(sorted(params.items())))
+    version = database.version()
+    body = cache.get(key, version)
+    if body is None:
+        with database.snapshot() as snap:
+            data, meta = build(snap.conn)
+        body = current_app.json.dumps(envelope(data, generated_at=snap.read_at, **meta)).encode()
+        cache.put(key, version, body)
+    return Response(body, mimetype="application/json")

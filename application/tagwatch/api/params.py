@@ -1,131 +1,204 @@
-"""Parsing and validating query parameters; every failure names the parameter (HTTP 400)."""
+"""Query parameter types: each validates a value and describes itself in the OpenAPI document, once.
+
+A field's `json_schema` is what the document says it accepts, and `_deserialize` accepts exactly that
+(schemathesis checks both directions against the live server). Every failure is a message for
+`invalid_params` (the contract module turns the first one into a 400 naming the parameter). An empty
+value never reaches a field: the parser drops it, so `?tag=` means no tag (allowEmptyValue).
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+import functools
+import re
+import zoneinfo
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
-from flask import current_app, request
+from flask import current_app
+from marshmallow import ValidationError, fields
 
-from tagwatch.aggregates import MAX_SERIES_SECONDS
-from tagwatch.api.errors import BadParam
-
-MAX_SPAN_SECONDS = MAX_SERIES_SECONDS
-MAX_CURSOR_LENGTH = 64
 SQLITE_MAX_INTEGER = 2**63 - 1  # larger ids would make sqlite3 raise OverflowError
+MIN_YEAR, MAX_YEAR = 2006, 2100
 BREAKDOWN_DIMENSIONS = ("lang", "country")
+YEARS = r"(?:200[6-9]|20[1-9][0-9]|2100)"
+# what `since`/`until` accept: a date, or a date-time with or without seconds, fraction and offset
+INSTANT_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[Tt](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})?)?$"
+)
+# a local date-time without offset, as a pattern that admits only real times (days 01-28 in the document)
+LOCAL_TIME_PATTERN = (
+    rf"^{YEARS}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])T(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9])?$"
+)
 
 
-def arg(name: str) -> str | None:
-    """A query parameter stripped of blanks; empty counts as absent."""
-    value = request.args.get(name, "").strip()
-    return value or None
+def case_insensitive(word: str) -> str:
+    """A regex matching `word` in any ASCII case: [dD][eE]…"""
+    return "".join(f"[{c}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
 
 
-def tag() -> str | None:
-    """`tag`: a tracked tag, with or without '#', any case."""
-    raw = arg("tag")
-    if raw is None:
-        return None
-    value = raw.lstrip("#").lower()
-    tags = current_app.config["SETTINGS"].tags
-    if value not in tags:
-        raise BadParam("tag", f"unknown tag {raw!r}; tracked tags are {', '.join(tags)}")
-    return value
+@functools.cache
+def time_zones() -> tuple[str, ...]:
+    """Every zone name the server's tz database knows: what `tz` accepts."""
+    return tuple(sorted(zoneinfo.available_timezones()))
 
 
-def limit(default: int, maximum: int) -> int:
-    """`limit`: an integer from 1 to `maximum`."""
-    raw = arg("limit")
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadParam("limit", f"must be an integer from 1 to {maximum}") from None
-    if not 1 <= value <= maximum:
-        raise BadParam("limit", f"must be an integer from 1 to {maximum}")
-    return value
+class Param(fields.Field):
+    """A query parameter; `json_schema` is its OpenAPI schema, `example` its documented example."""
+
+    def __init__(self, description: str, example: Any = None, **kwargs: Any) -> None:
+        kwargs.setdefault("load_default", None)  # absent (or empty): the view gets None
+        super().__init__(metadata={"description": description, "example": example}, **kwargs)
+
+    def json_schema(self) -> dict[str, Any]:
+        """The schema of the values this parameter accepts."""
+        return {"type": "string"}
 
 
-def tz() -> ZoneInfo:
-    """`tz`: an IANA time zone name such as Europe/Berlin (default UTC)."""
-    raw = arg("tz")
-    if raw is None:
-        return ZoneInfo("UTC")
-    try:
-        return ZoneInfo(raw)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise BadParam("tz", f"unknown time zone {raw!r}; use an IANA name such as Europe/Berlin") from None
+class Tag(Param):
+    """A tracked tag, with or without '#', in any ASCII case; the tags come from the app's settings."""
+
+    def json_schema(self) -> dict[str, Any]:
+        tags = current_app.config["SETTINGS"].tags
+        alternatives = "|".join(case_insensitive(tag) for tag in tags)
+        return {"type": "string", "pattern": f"^#?(?:{alternatives})$", "examples": list(tags)}
+
+    def _deserialize(self, value: str, attr, data, **kwargs) -> str:
+        tags = current_app.config["SETTINGS"].tags
+        name = value.removeprefix("#").lower()
+        if not value.isascii() or name not in tags:
+            raise ValidationError(f"unknown tag {value!r}; tracked tags are {', '.join(tags)}")
+        return name
 
 
-def instant(name: str, zone: ZoneInfo) -> int | None:
-    """An ISO 8601 date or date-time as Unix seconds; a time without offset is read in `zone`."""
-    raw = arg(name)
-    if raw is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
-    except ValueError:
-        raise BadParam(name, "must be an ISO 8601 date or date-time, e.g. 2026-11-20T10:00:00Z") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone)
-    # the local year first: astimezone() overflows near years 1 and 9999
-    if not 2006 <= moment.year <= 2100 or not 2006 <= moment.astimezone(UTC).year <= 2100:
-        raise BadParam(name, "must be between 2006 and 2100")
-    return int(moment.timestamp())
+class Limit(Param):
+    """How many items: an integer from 1 to `maximum`."""
+
+    def __init__(self, description: str, default: int, maximum: int) -> None:
+        super().__init__(description, default, load_default=default)
+        self.maximum = maximum
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "integer", "minimum": 1, "maximum": self.maximum, "default": self.load_default}
+
+    def _deserialize(self, value: str, attr, data, **kwargs) -> int:
+        if re.fullmatch("[0-9]+", value) and 1 <= int(value) <= self.maximum:
+            return int(value)
+        raise ValidationError(f"must be an integer from 1 to {self.maximum}")
 
 
-def time_range(zone: ZoneInfo) -> tuple[int | None, int | None]:
-    """`since` and `until` in order and at most 366 days apart."""
-    since, until = instant("since", zone), instant("until", zone)
-    if since is not None and until is not None:
-        if until <= since:
-            raise BadParam("until", "must be later than since")
-        if until - since > MAX_SPAN_SECONDS:
-            raise BadParam("until", "since and until may be at most 366 days apart")
-    return since, until
+class TimeZone(Param):
+    """An IANA time zone name the server knows (default UTC)."""
+
+    def __init__(self, description: str, example: str) -> None:
+        super().__init__(description, example, load_default=zoneinfo.ZoneInfo("UTC"))
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"$ref": "#/components/schemas/TimeZone"}
+
+    def _deserialize(self, value: str, attr, data, **kwargs) -> zoneinfo.ZoneInfo:
+        if value in time_zones():
+            return zoneinfo.ZoneInfo(value)
+        raise ValidationError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin")
 
 
-def dimensions() -> tuple[str, ...]:
-    """`by`: lang, country or both, comma-separated (default both)."""
-    raw = arg("by")
-    if raw is None:
-        return BREAKDOWN_DIMENSIONS
-    parts = [p.strip().lower() for p in raw.split(",") if p.strip()]
-    if not parts or any(p not in BREAKDOWN_DIMENSIONS for p in parts) or len(set(parts)) != len(parts):
-        raise BadParam("by", "must be lang, country or lang,country")
-    return tuple(d for d in BREAKDOWN_DIMENSIONS if d in parts)
+class Instant(Param):
+    """An RFC 3339 date or date-time between 2006 and 2100; without an offset it is read in `tz` later.
+
+    Loads as a datetime (naive when no offset was given). A leap second (:60) counts as :59; an offset
+    whose '+' arrived as a space (an unencoded URL) is read as '+'.
+    """
+
+    def json_schema(self) -> dict[str, Any]:
+        return {
+            "type": "string",
+            "pattern": f"^{YEARS}-",
+            "anyOf": [{"format": "date-time"}, {"format": "date"}, {"pattern": LOCAL_TIME_PATTERN}],
+        }
+
+    def _deserialize(self, value: str, attr, data, **kwargs) -> datetime:
+        match = INSTANT_RE.match(value.replace(" ", "+"))
+        try:
+            if match is None:
+                raise ValueError
+            moment = _datetime(*match.groups())
+        except ValueError:
+            raise ValidationError(
+                "must be an ISO 8601 date or date-time, e.g. 2026-11-20T10:00:00Z"
+            ) from None
+        if not MIN_YEAR <= moment.year <= MAX_YEAR:
+            raise ValidationError(f"must be between {MIN_YEAR} and {MAX_YEAR}")
+        return moment
 
 
-def text(name: str, max_length: int = 64) -> str | None:
+def _datetime(year, month, day, hour, minute, second, fraction, offset) -> datetime:
+    """A datetime from INSTANT_RE's groups; ValueError for an impossible date or time."""
+    zone = None
+    if offset and offset.upper() != "Z":
+        hours, minutes = int(offset[1:3]), int(offset[4:6])
+        if hours > 23 or minutes > 59:
+            raise ValueError
+        zone = timezone((1 if offset[0] == "+" else -1) * timedelta(hours=hours, minutes=minutes))
+    elif offset:
+        zone = UTC
+    micro = int((fraction or ".0")[1:7].ljust(6, "0"))
+    return datetime(
+        int(year),
+        int(month),
+        int(day),
+        int(hour or 0),
+        int(minute or 0),
+        min(int(second or 0), 59),
+        micro,
+        zone,
+    )
+
+
+class Dimensions(Param):
+    """`by`: lang, country or both, comma-separated, any ASCII case (default both)."""
+
+    def __init__(self, description: str, example: str) -> None:
+        super().__init__(description, example, load_default=BREAKDOWN_DIMENSIONS)
+
+    def json_schema(self) -> dict[str, Any]:
+        lang, country = (case_insensitive(d) for d in BREAKDOWN_DIMENSIONS)
+        return {"type": "string", "pattern": f"^(?:{lang}(?:,{country})?|{country}(?:,{lang})?)$"}
+
+    def _deserialize(self, value: str, attr, data, **kwargs) -> tuple[str, ...]:
+        parts = value.lower().split(",") if value.isascii() else []
+        if not parts or any(p not in BREAKDOWN_DIMENSIONS for p in parts) or len(set(parts)) != len(parts):
+            raise ValidationError("must be lang, country or lang,country")
+        return tuple(d for d in BREAKDOWN_DIMENSIONS if d in parts)
+
+
+class Text(Param):
     """A short free-text filter (lang, country, username)."""
-    raw = arg(name)
-    if raw is not None and len(raw) > max_length:
-        raise BadParam(name, f"must be at most {max_length} characters")
-    return raw
+
+    def __init__(self, description: str, example: str, max_length: int) -> None:
+        super().__init__(description, example)
+        self.max_length = max_length
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "maxLength": self.max_length}
+
+    def _deserialize(self, value: str, attr, data, **kwargs) -> str:
+        if len(value) > self.max_length:
+            raise ValidationError(f"must be at most {self.max_length} characters")
+        return value
+
+
+class Cursor(Param):
+    """`cursor`: meta.next_cursor of the previous page (the id to continue before)."""
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": "^[1-9][0-9]{0,18}$"}
+
+    def _deserialize(self, value: str, attr, data, **kwargs) -> int:
+        if not re.fullmatch("[1-9][0-9]{0,18}", value):
+            raise ValidationError("is not a cursor returned by this API")
+        return min(int(value), SQLITE_MAX_INTEGER)
 
 
 def encode_cursor(post_id: int) -> str:
-    """An opaque cursor for the next page of posts."""
-    return base64.urlsafe_b64encode(json.dumps({"before": post_id}).encode()).decode().rstrip("=")
-
-
-def cursor() -> int | None:
-    """`cursor`: a value returned in meta.next_cursor."""
-    raw = arg("cursor")
-    if raw is None:
-        return None
-    try:
-        if len(raw) > MAX_CURSOR_LENGTH:  # also keeps json.loads clear of deep nesting
-            raise ValueError
-        decoded = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-        before = decoded["before"]
-        if not isinstance(before, int) or not 0 < before <= SQLITE_MAX_INTEGER:
-            raise ValueError
-        return before
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise BadParam("cursor", "is not a cursor returned by this API") from None
+    """The cursor for the page after the post `post_id`."""
+    return str(post_id)

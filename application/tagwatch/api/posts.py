@@ -2,43 +2,64 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import jsonify
 
 from tagwatch import queries
-from tagwatch.api import params
-from tagwatch.api.db import query
+from tagwatch.api import params, schemas
+from tagwatch.api.cache import answer
+from tagwatch.api.contract import Blueprint
+from tagwatch.api.db import read
 from tagwatch.api.envelope import envelope
 from tagwatch.api.errors import ApiError
 
-bp = Blueprint("posts", __name__, url_prefix="/api/v1")
+bp = Blueprint(
+    "posts", __name__, url_prefix="/api/v1", description="Stored posts and the collection history."
+)
+RUN_ID = {
+    "in": "path",
+    "name": "run_id",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 0, "maximum": params.SQLITE_MAX_INTEGER},
+}
 
 
 @bp.get("/posts")
-def list_posts():
-    """Posts newest first with filters and an opaque cursor."""
+@bp.query(schemas.PostsQuery)
+@bp.response(200, schemas.PostsAnswer)
+@bp.errors(503)
+def list_posts(tag, lang, country, username, limit, cursor):
+    """Posts newest first, with filters and cursor pagination; cached like the summaries."""
     filters = {
-        "tag": params.tag(),
-        "lang": params.text("lang", 16),
-        "country": params.text("country", 2),
-        "username": params.text("username", 50),
+        "tag": tag,
+        "lang": lang and lang.lower(),
+        "country": country and country.upper(),
+        "username": username,
     }
-    limit, before = params.limit(20, 100), params.cursor()
-    posts, next_before = query(queries.list_posts, before=before, limit=limit, **filters)
-    next_cursor = params.encode_cursor(next_before) if next_before else None
-    return envelope(posts, **filters, limit=limit, next_cursor=next_cursor)
+
+    def build(conn):
+        posts, next_before = queries.list_posts(conn, before=cursor, limit=limit, **filters)
+        next_cursor = params.encode_cursor(next_before) if next_before else None
+        return posts, {**filters, "limit": limit, "next_cursor": next_cursor}
+
+    return answer({**filters, "limit": limit, "cursor": cursor}, build)
 
 
 @bp.get("/runs")
-def list_runs():
-    """Collection history, newest first."""
-    limit = params.limit(20, 100)
-    return envelope(query(queries.list_runs, limit), limit=limit)
+@bp.query(schemas.RunsQuery)
+@bp.response(200, schemas.RunsAnswer)
+@bp.errors(503)
+def list_runs(limit):
+    """Collection runs, newest first."""
+    runs, read_at = read(queries.list_runs, limit)
+    return jsonify(envelope(runs, generated_at=read_at, limit=limit))
 
 
-@bp.get("/runs/<int:run_id>")
+@bp.get("/runs/<int:run_id>", parameters=[RUN_ID])
+@bp.response(200, schemas.RunAnswer)
+@bp.errors(404, 503)
 def get_run(run_id: int):
     """One collection run with per-tag figures."""
-    run = query(queries.get_run, run_id) if run_id <= params.SQLITE_MAX_INTEGER else None
+    run, read_at = read(queries.get_run, run_id) if run_id <= params.SQLITE_MAX_INTEGER else (None, 0)
     if run is None:
         raise ApiError(404, "Not Found", f"There is no run {run_id}.", kind="not-found")
-    return envelope(run)
+    return jsonify(envelope(run, generated_at=read_at))

@@ -1,63 +1,78 @@
-"""The three summaries and the tag overview: thin views over tagwatch.aggregates."""
+"""The three summaries and the tag overview: thin views over tagwatch.aggregates, served from the cache."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+from flask import current_app
 
-from tagwatch import aggregates
-from tagwatch.api import params
-from tagwatch.api.cache import cached
-from tagwatch.api.db import query
-from tagwatch.api.envelope import envelope
+from tagwatch import aggregates, timestamps
+from tagwatch.api import schemas
+from tagwatch.api.cache import answer
+from tagwatch.api.contract import Blueprint
 
-bp = Blueprint("summaries", __name__, url_prefix="/api/v1")
+bp = Blueprint(
+    "summaries", __name__, url_prefix="/api/v1", description="The three summaries and the tag overview."
+)
 
 
 @bp.get("/users/top")
-@cached
-def top_users():
-    """Users with the most followers in the sample (or among a tag's posters)."""
-    tag, limit = params.tag(), params.limit(5, 100)
-    return envelope(query(aggregates.top_users, tag, limit), tag=tag, limit=limit)
+@bp.query(schemas.TopUsersQuery)
+@bp.response(200, schemas.TopUsersAnswer)
+@bp.errors(503)
+def top_users(tag, limit):
+    """Users of the sample with the most followers (latest count); ties by username."""
+    meta = {"tag": tag, "limit": limit}
+    return answer(meta, lambda conn: (aggregates.top_users(conn, tag, limit), meta))
 
 
 @bp.get("/posts/by-hour")
-@cached
-def posts_by_hour():
-    """Hourly series in a time zone, zero hours included."""
-    tag, zone = params.tag(), params.tz()
-    since, until = params.time_range(zone)
-    data = query(aggregates.posts_by_hour, tag, zone, since, until)
-    return envelope(
-        data,
-        tag=tag,
-        tz=zone.key,
-        since=params.arg("since"),
-        until=params.arg("until"),
+@bp.query(schemas.HourlyQuery)
+@bp.response(200, schemas.HourlyAnswer)
+@bp.errors(503)
+def posts_by_hour(tag, tz, since, until):
+    """Posts per hour in `tz`, oldest first, zero hours included."""
+    meta = {"tag": tag, "tz": tz.key, "since": echo(since, tz), "until": echo(until, tz)}
+    return answer(
+        {"tag": tag, "tz": tz.key, "since": since, "until": until},
+        lambda conn: (aggregates.posts_by_hour(conn, tag, tz, since, until), meta),
     )
 
 
+def echo(instant: int | None, zone) -> str | None:
+    """A bound as applied: RFC 3339 in the requested zone (the cache key holds the instant, not the text)."""
+    return None if instant is None else timestamps.local(instant, zone)
+
+
 @bp.get("/posts/by-hour-of-day")
-@cached
-def posts_by_hour_of_day():
-    """24-hour activity profile in a time zone."""
-    tag, zone = params.tag(), params.tz()
-    return envelope(query(aggregates.posts_by_hour_of_day, tag, zone), tag=tag, tz=zone.key)
+@bp.query(schemas.HourOfDayQuery)
+@bp.response(200, schemas.HourOfDayAnswer)
+@bp.errors(503)
+def posts_by_hour_of_day(tag, tz):
+    """Posts per local hour of day in `tz`: always 24 rows."""
+    meta = {"tag": tag, "tz": tz.key}
+    return answer(meta, lambda conn: (aggregates.posts_by_hour_of_day(conn, tag, tz), meta))
 
 
 @bp.get("/tags/breakdown")
-@cached
-def tags_breakdown():
-    """Posts per tag by language and/or country."""
-    tag, by = params.tag(), params.dimensions()
+@bp.query(schemas.BreakdownQuery)
+@bp.response(200, schemas.BreakdownAnswer)
+@bp.errors(503)
+def tags_breakdown(tag, by):
+    """Posts per tag by language and/or country, by tag then count descending."""
     tags = (tag,) if tag else current_app.config["SETTINGS"].tags
-    data, totals = query(aggregates.breakdown, tags, by)
-    return envelope(data, tag=tag, by=list(by), totals=totals)
+
+    def build(conn):
+        data, totals = aggregates.breakdown(conn, tags, by)
+        return data, {"tag": tag, "by": list(by), "totals": totals}
+
+    return answer({"tag": tag, "by": by}, build)
 
 
 @bp.get("/tags")
-@cached
+@bp.response(200, schemas.TagsAnswer)
+@bp.errors(503)
 def tags():
-    """Each tracked tag with its totals and last run."""
+    """Each tracked tag: total posts, newest post time, last run."""
     settings = current_app.config["SETTINGS"]
-    return envelope(query(aggregates.tag_overview, settings.tags), source=settings.source)
+    return answer(
+        {}, lambda conn: (aggregates.tag_overview(conn, settings.tags), {"source": settings.source})
+    )

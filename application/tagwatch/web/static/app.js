@@ -396,27 +396,47 @@
     svg.append(hits);
   }
 
-  // Label day boundaries (local midnight in the chosen zone), thinning them out when they would collide.
+  // Label day boundaries (local midnight in the chosen zone). The labels are measured once drawn, then only
+  // every n-th is kept, with the smallest n for which no two kept labels touch and none leaves the chart (the
+  // outermost are anchored inwards): a narrow screen shows fewer dates, evenly spaced, never overlapping.
   function drawDayTicks(svg, points, x, box, m) {
     const spanHours = points.length;
     const marks = points
       .map((p, i) => ({ i, hour: hourInZone(p.date), date: p.date }))
       .filter((p) => (spanHours > 48 ? p.hour === 0 : p.hour % 6 === 0));
     if (!marks.length) return;
-    const minGap = 78;
-    const pxPerMark = marks.length > 1 ? x(marks[1].i) - x(marks[0].i) : Infinity;
-    const every = Math.max(1, Math.ceil(minGap / pxPerMark));
     const dayFmt = dateFormat({ weekday: "short", day: "numeric", month: "short" });
     const hourFmt = dateFormat({ hour: "2-digit", minute: "2-digit" });
-    marks.forEach((mark, n) => {
-      if (n % every !== 0) return;
+    const labels = marks.map((mark) => {
       const px = x(mark.i);
-      svg.append(svgEl("line", { class: "day-line", x1: px, x2: px, y1: m.top, y2: box.bottom }));
-      svg.append(svgEl("line", { class: "baseline", x1: px, x2: px, y1: box.bottom, y2: box.bottom + 5 }));
-      const label = mark.hour === 0 ? dayFmt.format(mark.date) : hourFmt.format(mark.date);
-      // Keep the outermost labels inside the chart instead of centring them past its edge.
       const anchor = px > box.right - 40 ? "end" : px < m.left + 30 ? "start" : "middle";
-      svg.append(svgEl("text", { class: "tick", x: px, y: box.bottom + 18, "text-anchor": anchor }, label));
+      const text = mark.hour === 0 ? dayFmt.format(mark.date) : hourFmt.format(mark.date);
+      return svgEl("text", { class: "tick x-tick", x: px, y: box.bottom + 18, "text-anchor": anchor }, text);
+    });
+    svg.append(...labels);
+    const bounds = labels.map((label) => label.getBBox());
+    const fits = (every) => {
+      let right = -Infinity;
+      for (let n = 0; n < bounds.length; n += every) {
+        const b = bounds[n];
+        if (b.x < right + 8 || b.x < 0 || b.x + b.width > box.right + m.right) return false;
+        right = b.x + b.width;
+      }
+      return true;
+    };
+    let every = 1;
+    while (every < labels.length && !fits(every)) every += 1;
+    const keep = fits(every); // false only when even one label is wider than the chart
+    labels.forEach((label, n) => {
+      if (!keep || n % every !== 0) {
+        label.remove();
+        return;
+      }
+      const px = x(marks[n].i);
+      label.before(
+        svgEl("line", { class: "day-line", x1: px, x2: px, y1: m.top, y2: box.bottom }),
+        svgEl("line", { class: "baseline", x1: px, x2: px, y1: box.bottom, y2: box.bottom + 5 }),
+      );
     });
   }
 
