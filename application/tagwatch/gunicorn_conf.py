@@ -12,12 +12,10 @@ import shutil
 import sys
 import tempfile
 
-from tagwatch.api.cache import max_bytes_from_env
-from tagwatch.config import ConfigError, Settings
+from tagwatch.config import ConfigError, Settings, address
 
 try:
     _settings = Settings.from_env()
-    max_bytes_from_env()  # the API's cache size: fail here, in the master, with one line
 except ConfigError as _exc:
     sys.stderr.write(f"tagwatch: configuration error: {_exc}\n")
     sys.exit(2)
@@ -26,7 +24,7 @@ os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), f"tagwatch-prom-{os.getpid()}")
 )
 
-bind = [f"0.0.0.0:{_settings.port}"]
+bind = [address(_settings.host, _settings.port)]
 workers = _settings.web_concurrency
 # gevent: a slow or idle client costs a greenlet, not a worker (sync) or a thread (gthread reads a trickled
 # request in a blocking thread); measurements in docs/performance.md. SQLite calls do not yield, so each

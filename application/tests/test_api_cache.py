@@ -9,7 +9,7 @@ from fakes import make_post, make_user
 
 from tagwatch import aggregates, store
 from tagwatch.api import cache
-from tagwatch.config import ConfigError
+from tagwatch.config import ConfigError, Settings
 from tagwatch.parse import parse_page
 
 CACHED = [
@@ -149,14 +149,12 @@ def test_cache_off_still_answers(app, client, conn):
     assert len(response_cache(app)) == 0
 
 
-@pytest.mark.parametrize(
-    ("raw", "expected"), [("", cache.DEFAULT_MAX_BYTES), ("0", 0), (" 1048576 ", 1048576)]
-)
+@pytest.mark.parametrize(("raw", "expected"), [("", 32 * 2**20), ("0", 0), (" 1048576 ", 1048576)])
 def test_cache_size_from_env(raw, expected):
-    assert cache.max_bytes_from_env({cache.ENV_VAR: raw}) == expected
+    assert Settings.from_env({"TAGWATCH_API_CACHE_BYTES": raw}).api_cache_bytes == expected
 
 
 @pytest.mark.parametrize("raw", ["-1", "lots", "1e6", str(2**41)])
 def test_cache_size_from_env_rejects_bad_values(raw):
-    with pytest.raises(ConfigError, match=cache.ENV_VAR):
-        cache.max_bytes_from_env({cache.ENV_VAR: raw})
+    with pytest.raises(ConfigError, match="TAGWATCH_API_CACHE_BYTES"):
+        Settings.from_env({"TAGWATCH_API_CACHE_BYTES": raw})

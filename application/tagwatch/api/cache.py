@@ -9,7 +9,6 @@ bytes per worker (TAGWATCH_API_CACHE_BYTES), least recently used first out.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
@@ -17,22 +16,10 @@ from typing import Any
 
 from flask import Flask, Response, current_app, request
 
-from tagwatch import config
 from tagwatch.api import db
 from tagwatch.api.envelope import envelope
 
-ENV_VAR = "TAGWATCH_API_CACHE_BYTES"
-DEFAULT_MAX_BYTES = 32 * 2**20
-MAX_MAX_BYTES = 2**40
 Build = Callable[[Any], tuple[Any, dict[str, Any]]]
-
-
-def max_bytes_from_env(env: Mapping[str, str] | None = None) -> int:
-    """TAGWATCH_API_CACHE_BYTES: bytes of cached JSON per worker (0 turns the cache off); ConfigError if bad.
-
-    Read here rather than in Settings because only the API uses it (the lead may move it into Settings).
-    """
-    return config._int(os.environ if env is None else env, ENV_VAR, DEFAULT_MAX_BYTES, 0, MAX_MAX_BYTES)
 
 
 class ResponseCache:
@@ -72,8 +59,9 @@ class ResponseCache:
 
 
 def register(app: Flask, max_bytes: int | None = None) -> None:
-    """Give the app its cache (size from TAGWATCH_API_CACHE_BYTES unless given)."""
-    app.extensions["tagwatch.cache"] = ResponseCache(max_bytes_from_env() if max_bytes is None else max_bytes)
+    """Give the app its cache (size from the settings' TAGWATCH_API_CACHE_BYTES unless given)."""
+    size = app.config["SETTINGS"].api_cache_bytes if max_bytes is None else max_bytes
+    app.extensions["tagwatch.cache"] = ResponseCache(size)
 
 
 def answer(params: Mapping[str, Any], build: Build) -> Response:
