@@ -23,9 +23,6 @@ HERE = REPO / "deploy" / "kubernetes"
 PROMETHEUS_OUT = HERE / "components" / "prometheus" / "generated"
 ELASTIC_OUT = HERE / "components" / "elastic" / "generated"
 
-# Pods whose JSON log lines Filebeat decodes and whose /metrics Metricbeat scrapes (base/*.yaml).
-METRICS_LABEL = "tagwatch_metrics"
-METRICS_LABEL_VALUE = "prometheus"
 # Where the kubelet links every container's log file on the node (CRI and Docker runtimes alike).
 K8S_CONTAINER_LOG = "/var/log/containers/*-${data.kubernetes.container.id}.log"
 DOCKER_TO_KUBERNETES = (
@@ -159,19 +156,29 @@ def filebeat_config(source: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def _discovered_hosts(templates: list[dict[str, Any]], source: str) -> None:
+    """Every module of every template scrapes the discovered container, never a fixed address."""
+    for template in templates:
+        for module in template.get("config", []):
+            hosts = module.get("hosts")
+            if not hosts or not all(str(h).startswith("${data.host}:") for h in hosts):
+                raise GenerateError(f"{source}: every template's hosts must be ${{data.host}}:PORT")
+
+
 def metricbeat_config(source: dict[str, Any]) -> dict[str, Any]:
-    """metricbeat/metricbeat.yml with its static targets replaced by every labelled tagwatch pod."""
+    """metricbeat/metricbeat.yml with Docker autodiscover turned into Kubernetes autodiscover.
+
+    The templates carry over with their module settings unchanged: a condition or host that reads a
+    container label (`tagwatch_metrics_port`) reads the pod label of the same name, so each labelled
+    pod is scraped at its own address and the port its label names. Metricbeat runs as one pod, so
+    the provider watches the pods of its namespace on every node (scope: cluster).
+    """
     config = _without_output(copy.deepcopy(source))
-    modules = config.pop("metricbeat.modules", None)
-    if not modules or any(m.get("module") != "prometheus" for m in modules):
-        raise GenerateError(
-            "metricbeat/metricbeat.yml: expected `metricbeat.modules` of the prometheus module"
-        )
-    condition = {"equals": {f"kubernetes.labels.{METRICS_LABEL}": METRICS_LABEL_VALUE}}
-    templates = [
-        {"condition": condition, "config": [{**module, "hosts": ["${data.host}:${data.port}"]}]}
-        for module in modules
-    ]
+    if "metricbeat.modules" in config:
+        raise GenerateError("metricbeat/metricbeat.yml: static `metricbeat.modules` name compose hosts")
+    provider = _only_provider(config, "metricbeat.autodiscover", "metricbeat/metricbeat.yml")
+    templates = _replace(provider["templates"], DOCKER_TO_KUBERNETES)
+    _discovered_hosts(templates, "metricbeat/metricbeat.yml")
     config["metricbeat.autodiscover"] = {
         "providers": [
             {

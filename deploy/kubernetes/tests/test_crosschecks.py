@@ -373,15 +373,62 @@ def beat_config(objects: list[dict], beat: str) -> dict:
     return yaml.safe_load(base64.b64decode(one(objects, "Secret", secret)["data"]["beat.yml"]))
 
 
-@pytest.mark.parametrize(
-    ("beat", "key"), [("tagwatch-filebeat", "filebeat"), ("tagwatch-metricbeat", "metricbeat")]
-)
-def test_beats_autodiscover_the_labels_the_tagwatch_pods_carry(
-    objects: list[dict], beat: str, key: str
-) -> None:
-    [provider] = beat_config(objects, beat)[f"{key}.autodiscover"]["providers"]
+def pod_fields(labels: dict[str, str]) -> dict[str, str]:
+    """The fields a Kubernetes autodiscover event has for a pod's labels (dots in keys become _)."""
+    return {f"kubernetes.labels.{k.replace('.', '_')}": v for k, v in labels.items()}
+
+
+def condition_holds(condition: dict, fields: dict[str, str]) -> bool:
+    """A Beats condition, with the operators the Beats configs here use, on an event's fields."""
+    [(operator, argument)] = condition.items()
+    if operator == "equals":
+        return all(fields.get(k) == v for k, v in argument.items())
+    if operator == "has_fields":
+        return all(k in fields for k in argument)
+    if operator == "not":
+        return not condition_holds(argument, fields)
+    raise AssertionError(f"the test does not model the condition {operator!r}")
+
+
+def resolve(text: str, data: dict[str, str]) -> str:
+    """`text` with each ${data.X} replaced from an autodiscover event's data (missing: fails)."""
+
+    def value(match: re.Match) -> str:
+        assert match.group(1) in data, f"{match.group(0)} is not in the event"
+        return data[match.group(1)]
+
+    return re.sub(r"\$\{data\.([^}]+)\}", value, text)
+
+
+def matching_templates(provider: dict, labels: dict[str, str]) -> list[dict]:
+    """The autodiscover templates that start for a pod with these labels."""
+    return [t for t in provider["templates"] if condition_holds(t["condition"], pod_fields(labels))]
+
+
+def test_filebeat_decodes_the_json_lines_of_both_tagwatch_pods(objects: list[dict]) -> None:
+    [provider] = beat_config(objects, "tagwatch-filebeat")["filebeat.autodiscover"]["providers"]
     assert provider["type"] == "kubernetes" and provider["namespace"] == "${POD_NAMESPACE}"
-    [(field, value)] = provider["templates"][0]["condition"]["equals"].items()
-    label = field.removeprefix("kubernetes.labels.")
     for name in ("tagwatch-api", "tagwatch-collector"):
-        assert one(objects, "Deployment", name)["spec"]["template"]["metadata"]["labels"][label] == value
+        labels = one(objects, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
+        [template] = matching_templates(provider, labels)
+        [config] = template["config"]
+        assert any("decode_json_fields" in p for p in config["processors"]), f"{name}: logs not decoded"
+
+
+def test_metricbeat_scrapes_each_tagwatch_pod_on_the_port_the_app_serves_metrics_on(
+    objects: list[dict],
+) -> None:
+    [provider] = beat_config(objects, "tagwatch-metricbeat")["metricbeat.autodiscover"]["providers"]
+    assert provider["type"] == "kubernetes" and provider["namespace"] == "${POD_NAMESPACE}"
+    for component, spec in tagwatch_containers(objects).items():
+        labels = one(objects, "Deployment", f"tagwatch-{component}")["spec"]["template"]["metadata"]["labels"]
+        settings = Settings.from_env(container_env(objects, spec))
+        port = settings.port if component == "api" else settings.metrics_port
+        assert port in {p["containerPort"] for p in spec["ports"]}
+        data = {"host": "10.1.2.3", **pod_fields(labels)}
+        [template] = matching_templates(provider, labels)
+        [module] = template["config"]
+        assert [resolve(h, data) for h in module["hosts"]] == [f"10.1.2.3:{port}"], component
+        assert module["metrics_path"] == "/metrics"
+    setup = one(objects, "Job", "tagwatch-kibana-setup")["spec"]["template"]["metadata"]["labels"]
+    assert matching_templates(provider, setup) == [], "Metricbeat would scrape the Kibana setup Job"

@@ -44,14 +44,19 @@ def test_filebeat_keeps_the_compose_templates_processors_and_fields() -> None:
     assert not any(k.startswith("output") for k in config)
 
 
-def test_metricbeat_keeps_the_module_settings_and_scrapes_discovered_pods() -> None:
+def test_metricbeat_keeps_the_templates_and_reads_pod_labels_for_container_labels() -> None:
     source = yaml.safe_load((REPO / "metricbeat" / "metricbeat.yml").read_text())
-    [template] = generate.metricbeat_config(source)["metricbeat.autodiscover"]["providers"][0]["templates"]
-    [module] = template["config"]
-    assert module["hosts"] == ["${data.host}:${data.port}"]
-    assert {k: v for k, v in module.items() if k != "hosts"} == {
-        k: v for k, v in source["metricbeat.modules"][0].items() if k != "hosts"
-    }
+    [theirs] = source["metricbeat.autodiscover"]["providers"][0]["templates"]
+    [provider] = generate.metricbeat_config(source)["metricbeat.autodiscover"]["providers"]
+    # One Metricbeat pod watches every node's pods, of its own namespace only.
+    assert provider["type"] == "kubernetes" and provider["scope"] == "cluster"
+    assert provider["namespace"] == "${POD_NAMESPACE}" and "node" not in provider
+    [ours] = provider["templates"]
+    # The template is the source's, module settings (use_types, rate_counters, filters...) included,
+    # with each container label read as the pod label of the same name.
+    as_pod_labels = yaml.safe_dump(theirs).replace("docker.container.labels.", "kubernetes.labels.")
+    assert "docker" not in as_pod_labels
+    assert ours == yaml.safe_load(as_pod_labels)
 
 
 @pytest.mark.parametrize(
@@ -70,6 +75,19 @@ def test_metricbeat_keeps_the_module_settings_and_scrapes_discovered_pods() -> N
             },
         ),
         (generate.metricbeat_config, {"metricbeat.modules": [{"module": "system"}]}),
+        (
+            generate.metricbeat_config,
+            {
+                "metricbeat.autodiscover": {
+                    "providers": [
+                        {
+                            "type": "docker",
+                            "templates": [{"condition": {}, "config": [{"hosts": ["api:8000"]}]}],
+                        }
+                    ]
+                }
+            },
+        ),
     ],
 )
 def test_a_source_shape_the_script_does_not_know_stops_it(function, source: dict) -> None:
