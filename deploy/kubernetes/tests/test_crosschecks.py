@@ -181,6 +181,74 @@ def test_api_probes_hit_real_get_routes_on_the_port_the_app_listens_on(objects: 
         assert port_number(api, probe["port"]) == port
 
 
+def ingress_backends(ingress: dict, host: str, path: str) -> list[dict]:
+    """The backends an Ingress may send `path` on `host` to, by the Ingress API's matching rules:
+    Exact compares the whole path, Prefix whole path elements (/api matches /api/v1, not /apix)."""
+    found = []
+    for rule in ingress["spec"]["rules"]:
+        if rule.get("host", host) != host:
+            continue
+        for item in rule["http"]["paths"]:
+            kind, elements = item["pathType"], [e for e in item["path"].split("/") if e]
+            if kind == "Exact":
+                hit = path == item["path"]
+            elif kind == "Prefix":
+                hit = [e for e in path.split("/") if e][: len(elements)] == elements
+            else:
+                raise AssertionError(f"{kind} paths mean what the controller decides; use Exact or Prefix")
+            if hit:
+                found.append(item["backend"])
+    if not found and "defaultBackend" in ingress["spec"]:
+        return [ingress["spec"]["defaultBackend"]]  # what no rule matches
+    return found
+
+
+def sample_path(rule: str) -> str:
+    """A request path for a Flask URL rule: /api/v1/runs/<int:run_id> -> /api/v1/runs/1."""
+    return re.sub(r"<(?:(\w+):)?\w+>", lambda m: "1" if m.group(1) in ("int", "float") else "x", rule)
+
+
+def test_the_ingress_routes_every_route_but_the_probes_and_metrics(objects: list[dict]) -> None:
+    ingress = one(objects, "Ingress", "tagwatch-api")
+    api = tagwatch_containers(objects)["api"]
+    monitor = one(objects, "ServiceMonitor", "tagwatch-api")
+    internal = {api[kind]["httpGet"]["path"] for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
+    internal |= {endpoint["path"] for endpoint in monitor["spec"]["endpoints"]}
+    assert {"/metrics", "/healthz", "/readyz"} <= internal
+    to_api = {"service": {"name": "tagwatch-api", "port": {"name": "http"}}}
+    [host] = [rule["host"] for rule in ingress["spec"]["rules"]]
+    for rule in _app_routes():
+        path = sample_path(rule)
+        backends = ingress_backends(ingress, host, path)
+        if rule in internal:
+            assert backends == [], f"the Ingress exposes {rule}"
+            assert ingress_backends(ingress, host, rule + "/") == [], f"the Ingress exposes {rule}/"
+        else:
+            assert backends and all(b == to_api for b in backends), f"{path} is not routed to the API"
+
+
+@pytest.mark.parametrize(
+    ("path", "ingress_path", "kind", "hit"),
+    [
+        ("/", "/", "Exact", True),
+        ("/metrics", "/", "Exact", False),
+        ("/metrics", "/", "Prefix", True),
+        ("/api/v1/tags", "/api", "Prefix", True),
+        ("/api", "/api/", "Prefix", True),
+        ("/apix", "/api", "Prefix", False),
+        ("/static/app.js", "/static", "Prefix", True),
+    ],
+)
+def test_ingress_matching_follows_the_ingress_api(path: str, ingress_path: str, kind: str, hit: bool) -> None:
+    backend = {"service": {"name": "s", "port": {"number": 1}}}
+    ingress = {
+        "spec": {
+            "rules": [{"http": {"paths": [{"path": ingress_path, "pathType": kind, "backend": backend}]}}]
+        }
+    }
+    assert (ingress_backends(ingress, "h", path) == [backend]) is hit
+
+
 def test_collector_probes_its_metrics_port(objects: list[dict]) -> None:
     collector = tagwatch_containers(objects)["collector"]
     port = Settings.from_env(container_env(objects, collector)).metrics_port
