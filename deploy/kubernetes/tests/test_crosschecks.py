@@ -287,6 +287,53 @@ def test_prometheus_jobs_are_the_ones_the_rules_select(objects: list[dict]) -> N
     assert set(re.findall(r'job="([^"]+)"', rules)) == jobs
 
 
+# The labels the Prometheus Operator gives each target of a ServiceMonitor before its relabelings.
+OPERATOR_TARGET_LABELS = ("namespace", "service", "pod", "container", "endpoint", "job")
+
+
+def relabel(relabelings: list[dict], labels: dict[str, str]) -> dict[str, str]:
+    """Prometheus relabeling of a target's labels, for the actions used here (replace, labeldrop)."""
+    labels = dict(labels)
+    for step in relabelings:
+        action, regex = step.get("action", "replace").lower(), re.compile(step.get("regex", "(.*)"))
+        if action == "labeldrop":
+            labels = {k: v for k, v in labels.items() if not regex.fullmatch(k)}
+        elif action == "replace":
+            value = step.get("separator", ";").join(labels.get(s, "") for s in step.get("sourceLabels", []))
+            match = regex.fullmatch(value)
+            if match:
+                replacement = re.sub(r"\$\{?(\d+)\}?", r"\\\1", step.get("replacement", "$1"))
+                labels[step["targetLabel"]] = match.expand(replacement)
+        else:
+            raise AssertionError(f"the test does not model the relabel action {action!r}")
+    return labels
+
+
+def target_labels(endpoint: dict, pod: str, address: str) -> dict[str, str]:
+    """The labels Prometheus stores for one pod's target of a ServiceMonitor endpoint."""
+    labels = {name: f"<{name}>" for name in OPERATOR_TARGET_LABELS}
+    labels |= {"pod": pod, "__meta_kubernetes_pod_name": pod, "__address__": address}
+    labels = relabel(endpoint.get("relabelings", []), labels)
+    labels.setdefault("instance", labels["__address__"])
+    return {k: v for k, v in labels.items() if not k.startswith("__")}
+
+
+def test_only_instance_tells_the_targets_of_a_job_apart_as_the_rules_assume(objects: list[dict]) -> None:
+    rules = (REPO / "prometheus" / "rules" / "tagwatch.yml").read_text()
+    assert any("instance" in labels for labels in re.findall(r"without \(([^)]*)\)", rules))
+    for monitor in find(objects, "ServiceMonitor"):
+        for endpoint in monitor["spec"]["endpoints"]:
+            one_pod = target_labels(endpoint, "tagwatch-7d9f-abcde", "10.0.0.1:8000")
+            other = target_labels(endpoint, "tagwatch-7d9f-fghij", "10.0.0.2:8000")
+            differing = {k for k in one_pod.keys() | other.keys() if one_pod.get(k) != other.get(k)}
+            assert differing == {"instance"}, monitor["metadata"]["name"]
+
+
+def test_the_target_label_model_sees_the_operators_pod_label() -> None:
+    one_pod = target_labels({"port": "http"}, "a", "10.0.0.1:8000")
+    assert one_pod["pod"] == "a" and one_pod["instance"] == "10.0.0.1:8000"
+
+
 def images(objects: list[dict]) -> list[str]:
     """Every container image an overlay names, including the CloudNativePG image."""
     found = [
