@@ -249,6 +249,13 @@ def test_ingress_matching_follows_the_ingress_api(path: str, ingress_path: str, 
     assert (ingress_backends(ingress, "h", path) == [backend]) is hit
 
 
+def test_the_api_runs_the_images_own_command(objects: list[dict]) -> None:
+    # The image's CMD is gunicorn with tagwatch.gunicorn_conf (bind, workers, gevent, the metrics
+    # folder); a command here would drift from it.
+    api = tagwatch_containers(objects)["api"]
+    assert "command" not in api and "args" not in api
+
+
 def test_collector_probes_its_metrics_port(objects: list[dict]) -> None:
     collector = tagwatch_containers(objects)["collector"]
     port = Settings.from_env(container_env(objects, collector)).metrics_port
