@@ -147,7 +147,9 @@ class Collector:
         self.should_stop = should_stop
         self.clock = clock
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
-        metrics.precreate_collector(settings.tags)  # every outcome and reason exists at 0 from the start
+        metrics.precreate_collector(
+            settings.tags, settings.sources
+        )  # every outcome and reason exists at 0 from the start
 
     def run_once(self, trigger: str = "schedule") -> RunResult:
         """Collect every tag once under the lease. Never raises: every outcome is in the result."""
@@ -422,7 +424,7 @@ class Collector:
             ),
         )
         if result.status == "success":
-            metrics.LAST_SUCCESS.labels(tag=result.tag).set(time.time())
+            metrics.LAST_SUCCESS.labels(tag=result.tag, source=self.client.source).set(time.time())
 
     def _finish(self, result: RunResult, seconds: float) -> None:
         """Close the run record (if this run still owns it), count it, and log how it ended."""
@@ -442,6 +444,7 @@ class Collector:
         except sqlite3.Error as exc:  # e.g. the disk is still full: the lease expires by itself
             record_error = f"{type(exc).__name__}: {exc}"
         metrics.COLLECTION_RUNS.labels(outcome=result.status).inc()
+        metrics.SOURCE_RUNS.labels(source=self.client.source, outcome=result.status).inc()
         metrics.COLLECTION_DURATION.observe(seconds)
         if result.status == "interrupted":
             self._log_interrupted(result)

@@ -98,7 +98,7 @@ def build_collector(settings: Settings, conn: sqlite3.Connection, stop: threadin
     check_sources(settings)
     if settings.source == "sample":
         log.warning(SAMPLE_NOTICE, extra=event("sample_source"))
-    metrics.precreate_collector(settings.tags)
+    metrics.precreate_collector(settings.tags, settings.sources)
     geo.resolve_country("Berlin")
     return Collector(settings, build_client(settings, sleep=stop.wait), conn=conn, should_stop=stop.is_set)
 
