@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
+import sqlalchemy as sa
 
 from tagwatch import store
 
@@ -16,7 +15,7 @@ def begin(conn, trigger: str = "schedule", now: float = NOW) -> store.RunStart:
 
 
 def request_row(conn, request_id: int) -> dict:
-    return dict(conn.execute("SELECT * FROM run_requests WHERE id = ?", (request_id,)).fetchone())
+    return conn.execute("SELECT * FROM run_requests WHERE id = ?", (request_id,)).one()._asdict()
 
 
 def test_request_run_needs_a_live_collector(conn):
@@ -49,7 +48,7 @@ def test_request_run_conflicts_with_a_live_run_and_an_open_request(conn):
 
 def test_at_most_one_open_request_even_without_the_check(conn):
     conn.execute("INSERT INTO run_requests(requested_at, requested_ts) VALUES ('t', 1)")
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(sa.exc.IntegrityError):
         conn.execute(
             "INSERT INTO run_requests(requested_at, requested_ts, status) VALUES ('t', 1, 'claimed')"
         )
@@ -102,6 +101,7 @@ def test_withdraw_only_takes_back_an_unclaimed_request(conn):
     assert store.get_run_request(conn, second).status == "claimed"
 
 
+@pytest.mark.sqlite_only  # PRAGMA data_version
 def test_idle_claim_writes_nothing(conn, db_path):
     reader = store.connect(db_path)
     before = reader.execute("PRAGMA data_version").fetchone()[0]

@@ -68,7 +68,7 @@ def test_collect_sources_the_collector_cannot_run_yet_stop_start_up(tmp_path, so
 
 
 def last_run(db: Path) -> dict:
-    return dict(store.connect(db).execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone())
+    return store.connect(db).execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").one()._asdict()
 
 
 def test_collect_once_success_exits_0_recorded_as_manual(tmp_path):
