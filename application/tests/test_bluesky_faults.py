@@ -131,8 +131,8 @@ def test_remaining_0_on_a_200_makes_the_next_request_wait_for_the_reset(svc):
 PERSISTENT = [
     (Scripted(500, {"error": "InternalServerError", "message": "Internal Server Error"}), "HTTP 500"),
     (Scripted(502, "<html>Bad Gateway</html>"), "HTTP 502"),
-    (Scripted(hang=1.0), "timeout (deadline 0.5 s)"),
-    (Scripted(200, {"posts": [{"uri": "at://x"}] * 100}, trickle=0.05), "timeout (deadline 0.5 s)"),
+    (Scripted(hang=2.0), "timeout (deadline 1 s)"),
+    (Scripted(200, {"posts": [{"uri": "at://x"}] * 100}, trickle=0.05), "timeout (deadline 1 s)"),
     (Scripted(200, '{"posts": ['), "malformed JSON in a 200 response"),
     (Scripted(200, ["posts"]), "malformed JSON in a 200 response"),
 ]

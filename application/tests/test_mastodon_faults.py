@@ -117,8 +117,8 @@ def test_remaining_0_on_a_200_makes_the_next_request_wait_for_the_reset(net):
 PERSISTENT = [
     (Scripted(500, {"error": "Internal"}), "HTTP 500"),
     (Scripted(503, "<html>busy</html>"), "HTTP 503"),
-    (Scripted(hang=1.0), "timeout (deadline 0.5 s)"),
-    (Scripted(200, [{"id": "1"}] * 200, trickle=0.05), "timeout (deadline 0.5 s)"),
+    (Scripted(hang=2.0), "timeout (deadline 1 s)"),
+    (Scripted(200, [{"id": "1"}] * 200, trickle=0.05), "timeout (deadline 1 s)"),
     (Scripted(200, "[{not json"), "malformed JSON in a 200 response"),
     (Scripted(200, {"statuses": []}), "malformed JSON in a 200 response"),
     (Scripted(200, [{"id": "1"}], cut=5), "connection error (ChunkedEncodingError)"),

@@ -25,7 +25,7 @@ BOB = Author("bob", "127.0.0.2", "Bob", 45)
 CAROL = Author(
     "carol", "remote.example", "Carol", 7, [{"name": "Website", "value": "<a>https://c.example</a>"}]
 )
-POLICY = RetryPolicy(timeout=(0.5, 0.4), request_deadline=0.5, max_retries=2)
+POLICY = RetryPolicy(timeout=(1.0, 1.0), request_deadline=1.0, max_retries=2)  # generous: a loaded CI machine answers late
 
 
 class Network:
@@ -206,7 +206,7 @@ def test_a_server_requiring_a_token_fails_alone_and_the_token_is_never_logged(ca
         Scripted(500, {"error": "Internal"}),
         Scripted(200, "[{not json"),
         Scripted(200, {"error": "not a list"}),
-        Scripted(hang=1.0),
+        Scripted(hang=2.0),
         Scripted(200, [{"id": "1"}], cut=5),
     ],
     ids=["503-html", "500", "malformed-json", "object-not-array", "timeout", "reset-mid-body"],
@@ -216,7 +216,7 @@ def test_transient_failures_are_retried_and_counted(net, failure):
     started = time.monotonic()
     attempts = Attempts()
     pages = list(net.client.pages("devops", None, 100, attempts))
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 6  # no real backoff: sleeps are recorded
     assert sum(p.result_count for p in pages) == 5 and not any(p.error for p in pages)
     assert len(net.sleep.waits) == 1 and 1.0 <= net.sleep.waits[0] <= 60
     assert attempts.requests == sum(p.requests for p in pages) == len(net.a.calls) + len(net.b.calls)
