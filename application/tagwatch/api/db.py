@@ -89,6 +89,16 @@ def as_not_ready(exc: BaseException) -> ApiError:
     return not_ready(f"The database cannot be read right now: {lines[0] if lines else type(exc).__name__}")
 
 
+@contextmanager
+def driver_errors(base: type[Exception]) -> Iterator[None]:
+    """The driver's own exceptions (of a connection used without SQLAlchemy) as SQLAlchemy's, which
+    is_fault and as_not_ready read."""
+    try:
+        yield
+    except base as exc:
+        raise sa.exc.DBAPIError.instance(None, None, exc, base) from exc
+
+
 def file_identity(path: str) -> Identity:
     """(device, inode) of the database file; 503 when it does not exist."""
     try:
@@ -210,7 +220,9 @@ class Database:
                     self._probe = None
                 self._probe = self.open()
             try:
-                return self._probe.identity, self._probe.conn.execute("PRAGMA data_version").scalar_one()
+                raw = self._probe.conn.sa.connection.dbapi_connection  # no SQLAlchemy on every request
+                with driver_errors(sqlite3.Error):
+                    return self._probe.identity, raw.execute("PRAGMA data_version").fetchone()[0]
             except DB_ERRORS as exc:
                 self._probe.conn.close()
                 self._probe = None
@@ -285,13 +297,14 @@ class VersionProbe:
         """The version now; database errors are raised as SQLAlchemy's exceptions, like the pool's."""
         conn = None
         try:
-            conn = self._take()
-            row = conn.execute(self.SQL, prepare=True).fetchone()
-        except psycopg.Error as exc:
+            with driver_errors(psycopg.Error):
+                conn = self._take()
+                row = conn.execute(self.SQL, prepare=True).fetchone()
+        except DB_ERRORS:
             if conn is not None:
                 conn.close()
             self.close()
-            raise sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error) from exc
+            raise
         self._give(conn)
         if row is None:
             raise sa.exc.DatabaseError(self.SQL, None, LookupError("the data_version row is missing"))
