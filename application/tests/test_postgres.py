@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from fakes import NOW, make_post, make_user
 
 from tagwatch import database, store
+from tagwatch.api.db import VersionProbe
 from tagwatch.app import create_app
 from tagwatch.cli import main
 from tagwatch.config import DEFAULT_TAGS, Settings
@@ -123,6 +124,37 @@ def test_connection_killed_mid_query_is_503_and_the_next_request_works(db_path, 
     assert response.status_code == 503 and response.mimetype == "application/problem+json"
     monkeypatch.setattr(aggregates, "tag_overview", real)
     assert client.get("/api/v1/tags").status_code == 200
+
+
+def _admin(db_path: str) -> psycopg.Connection:
+    return psycopg.connect(db_path.replace("+psycopg", ""), autocommit=True)
+
+
+def test_version_probe_killed_is_503_and_the_next_request_reconnects(db_path):
+    """The cache's version probe is a connection of its own: its death is a 503, then it reconnects."""
+    client = create_app(settings_on(db_path)).test_client()
+    assert client.get("/api/v1/tags").status_code == 200
+    with _admin(db_path) as killer:
+        killed = killer.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query = %s AND pid <> pg_backend_pid()",
+            (VersionProbe.SQL,),
+        ).fetchone()[0]
+    assert killed == 1
+    response = client.get("/api/v1/tags")
+    assert response.status_code == 503 and response.mimetype == "application/problem+json"
+    assert client.get("/api/v1/tags").status_code == 200
+
+
+def test_version_probe_gives_up_after_the_statement_timeout_with_503(db_path):
+    """A probe blocked by a lock (e.g. a migration's) is cut by statement_timeout like any other read."""
+    client = create_app(settings_on(db_path, db_statement_timeout_ms=200)).test_client()
+    with _admin(db_path) as locker, locker.transaction():
+        locker.execute("LOCK TABLE data_version IN ACCESS EXCLUSIVE MODE")
+        response = client.get("/api/v1/users/top")
+    assert response.status_code == 503 and response.mimetype == "application/problem+json"
+    assert "statement timeout" in response.get_json()["detail"]
+    assert client.get("/api/v1/users/top").status_code == 200
 
 
 def test_readyz_reports_postgresql(db_path):

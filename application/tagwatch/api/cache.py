@@ -2,7 +2,8 @@
 
 SQLite's `PRAGMA data_version` changes whenever another connection commits, and on PostgreSQL every write
 transaction bumps the `data_version` row (shared by every replica), so one cheap query tells whether the
-collector stored anything since a response was built (checked on every request, cache hit or not);
+collector stored anything since a response was built (checked on every request, cache hit or not: a
+request after a commit always sees it, in every replica; on PostgreSQL one round trip on a probe connection);
 between collection runs a summary costs that query and a dictionary lookup whatever the data size.
 Entries are keyed by the validated, normalised parameters (junk or differently spelled parameters share
 one entry) and the total size is bounded in bytes per worker (TAGWATCH_API_CACHE_BYTES), least recently

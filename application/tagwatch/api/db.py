@@ -3,7 +3,8 @@ and every database fault turned into a 503.
 
 On PostgreSQL each call reads in one REPEATABLE READ READ ONLY transaction from SQLAlchemy's pool, with
 TAGWATCH_DB_STATEMENT_TIMEOUT_MS as statement_timeout, and the data version is the counter every write
-transaction bumps (revision 0002). On SQLite:
+transaction bumps (revision 0002), read on probe connections of their own: one prepared SELECT per
+request, the whole cost of a cache hit. On SQLite:
 
 A pool (not one connection per thread) because gevent workers run each request in its own greenlet. Each
 connection remembers which file it opened (device, inode): when the path is deleted or replaced, idle
@@ -86,6 +87,16 @@ def as_not_ready(exc: BaseException) -> ApiError:
         return not_ready("The database schema is missing (run `tagwatch init-db`).")
     lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return not_ready(f"The database cannot be read right now: {lines[0] if lines else type(exc).__name__}")
+
+
+@contextmanager
+def driver_errors(base: type[Exception]) -> Iterator[None]:
+    """The driver's own exceptions (of a connection used without SQLAlchemy) as SQLAlchemy's, which
+    is_fault and as_not_ready read."""
+    try:
+        yield
+    except base as exc:
+        raise sa.exc.DBAPIError.instance(None, None, exc, base) from exc
 
 
 def file_identity(path: str) -> Identity:
@@ -209,7 +220,9 @@ class Database:
                     self._probe = None
                 self._probe = self.open()
             try:
-                return self._probe.identity, self._probe.conn.execute("PRAGMA data_version").scalar_one()
+                raw = self._probe.conn.sa.connection.dbapi_connection  # no SQLAlchemy on every request
+                with driver_errors(sqlite3.Error):
+                    return self._probe.identity, raw.execute("PRAGMA data_version").fetchone()[0]
             except DB_ERRORS as exc:
                 self._probe.conn.close()
                 self._probe = None
@@ -220,7 +233,8 @@ class Database:
 
 class PostgresDatabase:
     """The readers of one PostgreSQL database in this worker process: SQLAlchemy's pool of psycopg
-    connections, each call in its own REPEATABLE READ READ ONLY transaction."""
+    connections, each call in its own REPEATABLE READ READ ONLY transaction, and the probe connections
+    that read the data version."""
 
     backend = stores.POSTGRESQL
 
@@ -229,6 +243,7 @@ class PostgresDatabase:
         # no pre-ping: it would double every request's round trips; after a server restart the first
         # request on a dead connection is a 503 and SQLAlchemy then invalidates the whole pool
         self._engine = stores.engine(url, statement_timeout_ms=statement_timeout_ms, pre_ping=False)
+        self._probe = VersionProbe(self._engine.url, statement_timeout_ms)
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
@@ -255,26 +270,86 @@ class PostgresDatabase:
             conn.execute("COMMIT")
 
     def version(self) -> int:
-        """The data_version counter: every write transaction bumps it (one cheap read)."""
-        with self._connection() as conn:
-            return conn.execute("SELECT version FROM data_version WHERE id = 1").scalar_one()
+        """The data_version counter: every write transaction bumps it (one round trip on the probe)."""
+        try:
+            return self._probe.read()
+        except DB_ERRORS as exc:
+            if not is_fault(exc):
+                raise
+            raise as_not_ready(exc) from exc
 
 
-_databases: dict[tuple[str, int], Database | PostgresDatabase] = {}
+class VersionProbe:
+    """Autocommit psycopg connections of this worker that only read the data_version row: a cache hit
+    costs one prepared SELECT, without SQLAlchemy's pool, a transaction or a ping. Each concurrent request
+    takes its own (no waiting behind another's round trip); any error closes them all, as a server restart
+    leaves every one dead, and the next read connects anew."""
+
+    SQL = "SELECT version FROM data_version WHERE id = 1"
+
+    def __init__(self, url: sa.URL, statement_timeout_ms: int) -> None:
+        self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._options = f"-c statement_timeout={int(statement_timeout_ms)}" if statement_timeout_ms else ""
+        self._idle: list[psycopg.Connection] = []
+        self._lock = threading.Lock()
+
+    def read(self) -> int:
+        """The version now; database errors are raised as SQLAlchemy's exceptions, like the pool's."""
+        conn = None
+        try:
+            with driver_errors(psycopg.Error):
+                conn = self._take()
+                row = conn.execute(self.SQL, prepare=True).fetchone()
+        except DB_ERRORS:
+            if conn is not None:
+                conn.close()
+            self.close()
+            raise
+        self._give(conn)
+        if row is None:
+            raise sa.exc.DatabaseError(self.SQL, None, LookupError("the data_version row is missing"))
+        return row[0]
+
+    def _take(self) -> psycopg.Connection:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5, options=self._options)
+
+    def _give(self, conn: psycopg.Connection) -> None:
+        with self._lock:
+            if len(self._idle) < MAX_IDLE:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        """Close every idle connection (the next read connects anew)."""
+        with self._lock:
+            stale, self._idle = self._idle, []
+        for conn in stale:
+            conn.close()
+
+
+_databases: dict[tuple[str, int, int], Database | PostgresDatabase] = {}
 _registry_lock = threading.Lock()
 
 
 def database() -> Database | PostgresDatabase:
-    """This worker's readers of the app's configured database."""
+    """This worker's readers of the app's configured database (the URL is parsed once, not per request)."""
     settings = current_app.config["SETTINGS"]
-    url = settings.db_url
-    path = stores.sqlite_path(url)
     busy = current_app.config.get("DB_BUSY_TIMEOUT_MS", DEFAULT_BUSY_TIMEOUT_MS)
-    key = (url, busy if path is not None else settings.db_statement_timeout_ms)
+    url, timeout_ms = settings.db_url, settings.db_statement_timeout_ms
+    key = (url, busy, timeout_ms)
+    db = _databases.get(key)
+    if db is not None:
+        return db
     with _registry_lock:
         db = _databases.get(key)
         if db is None:
-            db = _databases[key] = Database(path, busy) if path is not None else PostgresDatabase(url, key[1])
+            path = stores.sqlite_path(url)
+            db = Database(path, busy) if path is not None else PostgresDatabase(url, timeout_ms)
+            _databases[key] = db
         return db
 
 
