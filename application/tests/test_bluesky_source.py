@@ -20,7 +20,8 @@ from tagwatch.sources.http import Attempts, RetryPolicy
 
 TRACKED = ("devops", "sre", "oauth")
 HANDLE, PASSWORD = "collector.bsky.social", "abcd-efgh-ijkl-mnop"
-POLICY = RetryPolicy(timeout=(1.0, 1.0), request_deadline=1.0, max_retries=2)  # generous: a loaded CI machine answers late
+# generous: a loaded CI machine answers late
+POLICY = RetryPolicy(timeout=(1.0, 1.0), request_deadline=1.0, max_retries=2)
 SEARCH, PROFILES = "app.bsky.feed.searchPosts", "app.bsky.actor.getProfiles"
 LOGIN, REFRESH = "com.atproto.server.createSession", "com.atproto.server.refreshSession"
 

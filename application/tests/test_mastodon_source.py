@@ -25,7 +25,8 @@ BOB = Author("bob", "127.0.0.2", "Bob", 45)
 CAROL = Author(
     "carol", "remote.example", "Carol", 7, [{"name": "Website", "value": "<a>https://c.example</a>"}]
 )
-POLICY = RetryPolicy(timeout=(1.0, 1.0), request_deadline=1.0, max_retries=2)  # generous: a loaded CI machine answers late
+# generous: a loaded CI machine answers late
+POLICY = RetryPolicy(timeout=(1.0, 1.0), request_deadline=1.0, max_retries=2)
 
 
 class Network:
