@@ -6,13 +6,13 @@ many posts are stored.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from tagwatch import timestamps
+from tagwatch.database import Connection
 from tagwatch.store import ALL_TAGS, BUCKET_SECONDS, TAG_TRIED_STATUSES
 from tagwatch.timezones import offset_segments
 
@@ -20,14 +20,14 @@ HOUR = 3600
 MAX_SERIES_SECONDS = 366 * 86400  # the longest hourly series served (8784 rows)
 
 
-def top_users(conn: sqlite3.Connection, tag: str | None, limit: int) -> list[dict[str, Any]]:
+def top_users(conn: Connection, tag: str | None, limit: int) -> list[dict[str, Any]]:
     """Users with the most followers (latest count), ties by username; posts counted in scope."""
     rows = conn.execute(
         "SELECT user_id, username, followers, posts FROM agg_user"
         " WHERE tag = ? AND username IS NOT NULL ORDER BY followers DESC, username LIMIT ?",
         (tag or ALL_TAGS, limit),
     ).fetchall()
-    ids = [row["user_id"] for row in rows]
+    ids = [row.user_id for row in rows]
     names = _by_ids(conn, "SELECT id, name FROM users WHERE id IN ({})", ids)
     tags: dict[str, list[str]] = defaultdict(list)
     for user_id, user_tag in _rows_by_ids(
@@ -36,17 +36,17 @@ def top_users(conn: sqlite3.Connection, tag: str | None, limit: int) -> list[dic
         tags[user_id].append(user_tag)
     return [
         {
-            "username": row["username"],
-            "name": names.get(row["user_id"]),
-            "followers": row["followers"],
-            "posts": row["posts"],
-            "tags": tags[row["user_id"]],
+            "username": row.username,
+            "name": names.get(row.user_id),
+            "followers": row.followers,
+            "posts": row.posts,
+            "tags": tags[row.user_id],
         }
         for row in rows
     ]
 
 
-def tag_span(conn: sqlite3.Connection, tag: str | None) -> tuple[int, int] | None:
+def tag_span(conn: Connection, tag: str | None) -> tuple[int, int] | None:
     """[first, last) Unix seconds covered by stored posts in scope, at quarter-hour precision."""
     low, high = conn.execute(
         "SELECT min(bucket), max(bucket) FROM agg_quarter WHERE tag = ?", (tag or ALL_TAGS,)
@@ -57,7 +57,7 @@ def tag_span(conn: sqlite3.Connection, tag: str | None) -> tuple[int, int] | Non
 
 
 def posts_by_hour(
-    conn: sqlite3.Connection, tag: str | None, zone: ZoneInfo, since: int | None, until: int | None
+    conn: Connection, tag: str | None, zone: ZoneInfo, since: int | None, until: int | None
 ) -> list[dict[str, Any]]:
     """Hourly counts in `zone`, oldest first, zero hours included, from since (or the first post) to until.
 
@@ -84,7 +84,7 @@ def posts_by_hour(
     return _merge_split_hours(series)
 
 
-def posts_by_hour_of_day(conn: sqlite3.Connection, tag: str | None, zone: ZoneInfo) -> list[dict[str, int]]:
+def posts_by_hour_of_day(conn: Connection, tag: str | None, zone: ZoneInfo) -> list[dict[str, int]]:
     """24 rows: posts per local hour of day in `zone`, summed over all stored posts."""
     totals = [0] * 24
     span = tag_span(conn, tag)
@@ -95,12 +95,10 @@ def posts_by_hour_of_day(conn: sqlite3.Connection, tag: str | None, zone: ZoneIn
     return [{"hour": hour, "count": count} for hour, count in enumerate(totals)]
 
 
-def _hour_counts(
-    conn: sqlite3.Connection, tag: str | None, start: int, end: int, offset: int
-) -> dict[int, int]:
+def _hour_counts(conn: Connection, tag: str | None, start: int, end: int, offset: int) -> dict[int, int]:
     """{local hour index: posts} for quarter buckets in [start, end) at a fixed UTC offset."""
     rows = conn.execute(
-        "SELECT (bucket * ? + ?) / ? AS local_hour, sum(posts) FROM agg_quarter"
+        "SELECT (bucket * ? + ?) / ? AS local_hour, CAST(sum(posts) AS BIGINT) FROM agg_quarter"
         " WHERE tag = ? AND bucket >= ? AND bucket < ? GROUP BY local_hour",
         (BUCKET_SECONDS, offset, HOUR, tag or ALL_TAGS, start // BUCKET_SECONDS, -(-end // BUCKET_SECONDS)),
     )
@@ -119,40 +117,40 @@ def _merge_split_hours(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def breakdown(
-    conn: sqlite3.Connection, tags: tuple[str, ...], by: tuple[str, ...]
+    conn: Connection, tags: tuple[str, ...], by: tuple[str, ...]
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Posts per tag by lang and/or country (unknown country is None), and per-tag totals."""
     marks = ",".join("?" * len(tags))
     dims = ", ".join(by)
     rows = conn.execute(
-        f"SELECT tag, {dims}, sum(posts) AS n FROM agg_breakdown WHERE tag IN ({marks})"
+        f"SELECT tag, {dims}, CAST(sum(posts) AS BIGINT) AS n FROM agg_breakdown WHERE tag IN ({marks})"
         f" GROUP BY tag, {dims} ORDER BY tag, n DESC, {dims}",
         tags,
     ).fetchall()
     data = []
     for row in rows:
-        item: dict[str, Any] = {"tag": row["tag"]}
+        item: dict[str, Any] = {"tag": row.tag}
         for dim in by:
-            item[dim] = row[dim] or None
-        item["count"] = row["n"]
+            item[dim] = row._mapping[dim] or None
+        item["count"] = row.n
         data.append(item)
     totals = dict.fromkeys(tags, 0)
     totals.update(conn.execute(f"SELECT tag, posts FROM agg_tag WHERE tag IN ({marks})", tags).fetchall())
     return data, totals
 
 
-def tag_overview(conn: sqlite3.Connection, tags: tuple[str, ...]) -> list[dict[str, Any]]:
+def tag_overview(conn: Connection, tags: tuple[str, ...]) -> list[dict[str, Any]]:
     """Each tracked tag: total posts, newest post time and its last finished run."""
     marks = ",".join("?" * len(tags))
     stats = {
-        row["tag"]: row
+        row.tag: row
         for row in conn.execute(
             f"SELECT tag, posts, newest_ts FROM agg_tag WHERE tag IN ({marks})",
             tags,
         )
     }
     last_runs = {
-        row["tag"]: row
+        row.tag: row
         for row in conn.execute(
             "SELECT rt.tag, rt.run_id, rt.status, r.finished_at"
             " FROM run_tags rt JOIN runs r ON r.id = rt.run_id"
@@ -167,9 +165,9 @@ def tag_overview(conn: sqlite3.Connection, tags: tuple[str, ...]) -> list[dict[s
         result.append(
             {
                 "tag": tag,
-                "posts": stat["posts"] if stat else 0,
-                "newest_post_at": timestamps.utc(stat["newest_ts"]) if stat else None,
-                "last_run": {"id": run["run_id"], "status": run["status"], "finished_at": run["finished_at"]}
+                "posts": stat.posts if stat else 0,
+                "newest_post_at": timestamps.utc(stat.newest_ts) if stat else None,
+                "last_run": {"id": run.run_id, "status": run.status, "finished_at": run.finished_at}
                 if run
                 else None,
             }
@@ -177,11 +175,11 @@ def tag_overview(conn: sqlite3.Connection, tags: tuple[str, ...]) -> list[dict[s
     return result
 
 
-def _by_ids(conn: sqlite3.Connection, sql: str, ids: list[Any]) -> dict[Any, Any]:
+def _by_ids(conn: Connection, sql: str, ids: list[Any]) -> dict[Any, Any]:
     return dict(_rows_by_ids(conn, sql, ids))
 
 
-def _rows_by_ids(conn: sqlite3.Connection, sql: str, ids: list[Any]) -> list[tuple[Any, Any]]:
+def _rows_by_ids(conn: Connection, sql: str, ids: list[Any]) -> list[tuple[Any, Any]]:
     if not ids:
         return []
     return [tuple(row) for row in conn.execute(sql.format(",".join("?" * len(ids))), ids)]

@@ -34,7 +34,7 @@ def init_db() -> None:
     """Create or migrate the schema (idempotent; never drops data)."""
     settings = startup.prepare(database=False)
     version = startup.open_database(settings)
-    log.info("database %s is at schema version %d", settings.db_path, version, extra=event("init_db"))
+    log.info("database %s is at schema version %d", settings.db_shown, version, extra=event("init_db"))
 
 
 @main.command()

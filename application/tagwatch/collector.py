@@ -17,13 +17,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tagwatch import metrics, store
 from tagwatch.config import Settings
+from tagwatch.database import DB_ERRORS
 from tagwatch.logs import event
 from tagwatch.parse import ParsedPage, parse_page
 from tagwatch.sources.base import Page, SourceError, StopRequested
@@ -140,13 +140,13 @@ class Collector:
         self,
         settings: Settings,
         client: XClient,
-        conn: sqlite3.Connection | None = None,
+        conn: store.Connection | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.client = client
-        self.conn = conn or store.connect(settings.db_path)
+        self.conn = conn or store.connect(settings.db_url)
         self.should_stop = should_stop
         self.clock = clock
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
@@ -163,7 +163,7 @@ class Collector:
                 holder=self.holder,
                 now=self.clock(),
             )
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             log.error(
                 "could not start a collection run: %s",
                 exc,
@@ -442,7 +442,7 @@ class Collector:
                 failed_tag_requests=crashed.requests - crashed.stored_requests if crashed else 0,
             )
             refresh_stored_posts(self.conn, self.settings.tags)
-        except sqlite3.Error as exc:  # e.g. the disk is still full: the lease expires by itself
+        except DB_ERRORS as exc:  # e.g. the disk is still full: the lease expires by itself
             record_error = f"{type(exc).__name__}: {exc}"
         metrics.COLLECTION_RUNS.labels(outcome=result.status).inc()
         metrics.COLLECTION_DURATION.observe(seconds)
@@ -519,7 +519,7 @@ def max_id(*ids: str | None) -> str | None:
     return str(max(present)) if present else None
 
 
-def refresh_stored_posts(conn: sqlite3.Connection, tags: tuple[str, ...]) -> None:
+def refresh_stored_posts(conn: store.Connection, tags: tuple[str, ...]) -> None:
     """Set tagwatch_stored_posts from the aggregate table (cheap: one row per tag)."""
     counts = dict(conn.execute("SELECT tag, posts FROM agg_tag").fetchall())
     for tag in tags:

@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from tagwatch import database
+
 DEFAULT_TAGS = (
     "openbanking",
     "remediation",
@@ -47,6 +49,9 @@ class Settings:
     """Validated configuration for every tagwatch process."""
 
     db_path: str = "data/tagwatch.db"
+    # TAGWATCH_DATABASE_URL (may hold a password: never in repr or logs); None = SQLite at db_path
+    database_url: str | None = field(default=None, repr=False)
+    db_statement_timeout_ms: int = 5000
     tags: tuple[str, ...] = DEFAULT_TAGS
     source: str = "sample"
     x_bearer_token: str | None = field(default=None, repr=False)
@@ -79,6 +84,8 @@ class Settings:
             raise ConfigError("X_BEARER_TOKEN", "set when TAGWATCH_SOURCE=x (an X API v2 bearer token)")
         settings = cls(
             db_path=_optional(env, "TAGWATCH_DB") or cls.db_path,
+            database_url=_database_url(env),
+            db_statement_timeout_ms=_int(env, "TAGWATCH_DB_STATEMENT_TIMEOUT_MS", 5000, 0, 3_600_000),
             tags=_tags(env),
             source=source,
             x_bearer_token=token,
@@ -99,6 +106,28 @@ class Settings:
         if settings.metrics_port == settings.port:
             raise ConfigError("TAGWATCH_METRICS_PORT", f"different from PORT ({settings.port}) or 0")
         return settings
+
+    @property
+    def db_url(self) -> str:
+        """The store's URL: TAGWATCH_DATABASE_URL, else SQLite at TAGWATCH_DB."""
+        return self.database_url or database.sqlite_url(self.db_path)
+
+    @property
+    def db_shown(self) -> str:
+        """The store's URL with any password masked, for logs and messages."""
+        return database.masked(self.db_url)
+
+
+def _database_url(env: Mapping[str, str]) -> str | None:
+    raw = _optional(env, "TAGWATCH_DATABASE_URL")
+    if raw is None:
+        return None
+    try:
+        database.parse_url(raw)
+    except database.BadDatabaseUrl as exc:
+        expected = "sqlite:///path or postgresql://user:password@host:port/db"
+        raise ConfigError("TAGWATCH_DATABASE_URL", expected, reason=str(exc)) from None
+    return raw
 
 
 def _feed_sources(env: Mapping[str, str]) -> dict[str, object]:

@@ -99,5 +99,5 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("urllib3", "werkzeug"):
+    for noisy in ("urllib3", "werkzeug", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

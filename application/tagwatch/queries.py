@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import Any
 
+from sqlalchemy import Row
+
 from tagwatch import timestamps
+from tagwatch.database import Connection
 from tagwatch.store import SCHEMA_VERSION, schema_version
 
 
 def list_posts(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     tag: str | None,
     lang: str | None,
@@ -33,25 +35,25 @@ def list_posts(
     rows = conn.execute(sql, [*args, limit + 1]).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
-    tags = post_tags(conn, [row["id"] for row in rows])
+    tags = post_tags(conn, [row.id for row in rows])
     posts = [
         {
-            "id": str(row["id"]),
-            "created_at": row["created_at"],
-            "text": row["text"],
-            "lang": row["lang"],
-            "country": row["country"],
-            "country_source": row["country_source"],
-            "author": {"username": row["username"], "followers": row["followers"]},
-            "tags": tags.get(row["id"], []),
+            "id": str(row.id),
+            "created_at": row.created_at,
+            "text": row.text,
+            "lang": row.lang,
+            "country": row.country,
+            "country_source": row.country_source,
+            "author": {"username": row.username, "followers": row.followers},
+            "tags": tags.get(row.id, []),
         }
         for row in rows
     ]
-    return posts, (rows[-1]["id"] if more and rows else None)
+    return posts, (rows[-1].id if more and rows else None)
 
 
 def _post_filters(
-    conn: sqlite3.Connection, tag: str | None, lang: str | None, country: str | None, username: str | None
+    conn: Connection, tag: str | None, lang: str | None, country: str | None, username: str | None
 ) -> tuple[str, str, list[str], list[Any]]:
     """(FROM, sort key, WHERE conditions, arguments) for the post list; each filter reads an index.
 
@@ -64,10 +66,10 @@ def _post_filters(
         authors = [
             row[0]
             for row in conn.execute(
-                "SELECT id FROM users WHERE username = ? COLLATE NOCASE", (username.lstrip("@"),)
+                "SELECT id FROM users WHERE lower(username) = lower(?)", (username.lstrip("@"),)
             )
         ]
-        where.append(f"p.author_id IN ({','.join('?' * len(authors))})" if authors else "0")
+        where.append(f"p.author_id IN ({','.join('?' * len(authors))})" if authors else "1 = 0")
         args.extend(authors)
     if tag and not username:
         source, key = "post_tags pt JOIN posts p ON p.id = pt.post_id", "pt.post_id"
@@ -76,7 +78,7 @@ def _post_filters(
         where.append(exists if username else "pt.tag = ?")
         args.append(tag)
     for condition, value in (
-        ("p.lang = ? COLLATE NOCASE", lang),
+        ("lower(p.lang) = lower(?)", lang),
         ("p.country = ?", country and country.upper()),
     ):
         if value:
@@ -85,7 +87,7 @@ def _post_filters(
     return source, key, where, args
 
 
-def post_tags(conn: sqlite3.Connection, ids: list[int]) -> dict[int, list[str]]:
+def post_tags(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
     """{post id: [tags]} for the given posts."""
     if not ids:
         return {}
@@ -98,38 +100,38 @@ def post_tags(conn: sqlite3.Connection, ids: list[int]) -> dict[int, list[str]]:
     return result
 
 
-def list_runs(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
+def list_runs(conn: Connection, limit: int) -> list[dict[str, Any]]:
     """The latest runs, newest first, each with its per-tag figures."""
     rows = conn.execute("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
     return [_run(conn, row) for row in rows]
 
 
-def get_run(conn: sqlite3.Connection, run_id: int) -> dict[str, Any] | None:
+def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
     """One run with its per-tag figures, or None."""
     row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
     return _run(conn, row) if row else None
 
 
-def _run(conn: sqlite3.Connection, row: sqlite3.Row) -> dict[str, Any]:
+def _run(conn: Connection, row: Row) -> dict[str, Any]:
     tags = [
-        {k: tag_row[k] for k in ("tag", "status", "requests", "posts_read", "posts_new", "error")}
-        for tag_row in conn.execute("SELECT * FROM run_tags WHERE run_id = ? ORDER BY tag", (row["id"],))
+        {k: tag_row._mapping[k] for k in ("tag", "status", "requests", "posts_read", "posts_new", "error")}
+        for tag_row in conn.execute("SELECT * FROM run_tags WHERE run_id = ? ORDER BY tag", (row.id,))
     ]
     return {
-        "id": row["id"],
-        "status": row["status"],
-        "source": row["source"],
-        "trigger": row["trigger"],
-        "started_at": row["started_at"],
-        "finished_at": row["finished_at"],
-        "error": row["error"],
+        "id": row.id,
+        "status": row.status,
+        "source": row.source,
+        "trigger": row.trigger,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+        "error": row.error,
         "posts_read": sum(t["posts_read"] for t in tags),
         "posts_new": sum(t["posts_new"] for t in tags),
         "tags": tags,
     }
 
 
-def readiness(conn: sqlite3.Connection) -> dict[str, Any]:
+def readiness(conn: Connection) -> dict[str, Any]:
     """Schema state and the age of the last successful run (informative)."""
     version = schema_version(conn)
     last = None
@@ -137,11 +139,12 @@ def readiness(conn: sqlite3.Connection) -> dict[str, Any]:
         row = conn.execute(
             "SELECT finished_at FROM runs WHERE status = 'success' ORDER BY id DESC LIMIT 1"
         ).fetchone()
-        last = row["finished_at"] if row else None
+        last = row.finished_at if row else None
     age = None
     if last:
         age = max(0, int(time.time() - timestamps.to_unix(last)))
     return {
+        "backend": conn.backend,
         "schema_version": version,
         "expected_schema_version": SCHEMA_VERSION,
         "last_successful_run_at": last,

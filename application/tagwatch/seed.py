@@ -47,7 +47,7 @@ def seed(
     pages: multiprocessing.Queue = context.Queue(maxsize=4)
     producer = context.Process(target=_produce, args=(count, now, settings.tags, pages), daemon=True)
     producer.start()
-    conn = store.connect(settings.db_path)
+    conn = store.connect(settings.db_url)
     posts = new = 0
     try:
         while (parsed := _next_page(pages, producer, posts, count)) is not None:

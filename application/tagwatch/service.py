@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sqlite3
 import sys
 import threading
 import time
@@ -46,7 +45,7 @@ def collect_once(settings: Settings) -> int:
     """One run with trigger `manual`; returns the exit code and prints one line saying why."""
     stop = threading.Event()
     results: list = []
-    collector = build_collector(settings, store.connect(settings.db_path), stop)
+    collector = build_collector(settings, store.connect(settings.db_url), stop)
     with SignalWatch() as signals:
         ended = _work(lambda: results.append(collector.run_once("manual")), stop, signals)
     code, line = once_outcome(results[0] if results else None, ended)
@@ -72,7 +71,7 @@ def collect_forever(settings: Settings) -> int:
     stop = threading.Event()
     server = _serve_metrics(settings)
     try:
-        conn = store.connect(settings.db_path)
+        conn = store.connect(settings.db_url)
         loop = CollectLoop(settings, build_collector(settings, conn, stop), conn, stop)
         with SignalWatch() as signals:
             ended = _work(loop.run, stop, signals)
@@ -85,7 +84,7 @@ def collect_forever(settings: Settings) -> int:
     return 0 if clean else 1
 
 
-def build_collector(settings: Settings, conn: sqlite3.Connection, stop: threading.Event):
+def build_collector(settings: Settings, conn: store.Connection, stop: threading.Event):
     """The Collector on the configured source; its waits (rate limits, backoff) end when `stop` is set.
 
     Called before signals are caught, it also does the slow one-off work (the gazetteer index, seconds of
@@ -158,9 +157,7 @@ def _serve_metrics(settings: Settings):
 class CollectLoop:
     """The long-running collector: a run at start and every interval after the last, and each run request."""
 
-    def __init__(
-        self, settings: Settings, collector, conn: sqlite3.Connection, stop: threading.Event
-    ) -> None:
+    def __init__(self, settings: Settings, collector, conn: store.Connection, stop: threading.Event) -> None:
         self.settings = settings
         self.collector = collector
         self.conn = conn

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import socket
-import sqlite3
 import sys
 from typing import NoReturn
 
 from tagwatch import store
 from tagwatch.config import ConfigError, Settings
+from tagwatch.database import DB_ERRORS
 from tagwatch.logs import configure_logging, event
 
 EXIT_STARTUP = 2
@@ -50,18 +50,20 @@ def prepare(database: bool = True) -> Settings:
 
 
 def open_database(settings: Settings) -> int:
-    """Create or migrate the schema; an unusable TAGWATCH_DB (a directory, under /proc, …) exits 2."""
+    """Create or migrate the schema; an unusable TAGWATCH_DB (a directory, under /proc, …) or an
+    unreachable TAGWATCH_DATABASE_URL exits 2 with one line (the URL's password masked)."""
     try:
-        return store.init_db(settings.db_path)
-    except (OSError, sqlite3.Error) as exc:
-        fail(
-            ConfigError(
-                "TAGWATCH_DB",
-                "a SQLite database file tagwatch can create and write",
-                settings.db_path,
-                reason=getattr(exc, "strerror", None) or str(exc),
-            )
-        )
+        return store.init_db(settings.db_url)
+    except (OSError, *DB_ERRORS) as exc:
+        reason = getattr(exc, "strerror", None) or str(getattr(exc, "orig", None) or exc).strip()
+        reason = reason.splitlines()[0] if reason else type(exc).__name__
+        if settings.database_url:
+            variable, got = "TAGWATCH_DATABASE_URL", settings.db_shown
+            expected = "a database tagwatch can reach"
+        else:
+            variable, got = "TAGWATCH_DB", settings.db_path
+            expected = "a SQLite database file tagwatch can create and write"
+        fail(ConfigError(variable, expected, got, reason=reason))
 
 
 def check_port(host: str, port: int, variable: str) -> None:

@@ -1,4 +1,4 @@
-"""SQLite storage: schema, the per-page write path, tag cursors, runs and the collection lease.
+"""Storage on SQLite or PostgreSQL: the per-page write path, tag cursors, runs and the collection lease.
 
 This module holds the only SQL that writes. A page, its aggregate updates and the tag's resume
 state commit in one transaction, so a crash at any point followed by a re-run yields the same rows.
@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tagwatch import timestamps
+from tagwatch.database import Connection, connect, transaction
 from tagwatch.geo import resolve_country
 from tagwatch.parse import ParsedPage, PostRow, UserRow
+from tagwatch.schema import SCHEMA_VERSION, init_db, schema_version
+
+__all__ = ["SCHEMA_VERSION", "Connection", "connect", "init_db", "schema_version", "transaction"]
 
 BUCKET_SECONDS = 900  # quarter hours: every current UTC offset is a multiple of 15 minutes
 ALL_TAGS = ""  # aggregate rows under this tag count each post once
@@ -37,65 +39,6 @@ TICK_SECONDS = 1.0
 HEARTBEAT_SECONDS = 5 * TICK_SECONDS
 COLLECTOR_ALIVE_SECONDS = 3 * HEARTBEAT_SECONDS
 REQUEST_TTL_SECONDS = 30.0  # an open run request older than this was never served: it expires
-
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE users(id TEXT PRIMARY KEY, username TEXT, name TEXT, location TEXT,
-            followers INTEGER NOT NULL DEFAULT 0, updated_at TEXT)""",
-        """CREATE TABLE places(id TEXT PRIMARY KEY, full_name TEXT, country_code TEXT,
-            country TEXT)""",
-        """CREATE TABLE posts(id INTEGER PRIMARY KEY, created_at TEXT NOT NULL,
-            created_ts INTEGER NOT NULL, text TEXT NOT NULL, lang TEXT, author_id TEXT,
-            place_id TEXT, country TEXT, country_source TEXT, collected_at TEXT NOT NULL)""",
-        "CREATE INDEX posts_by_author ON posts(author_id, id)",
-        """CREATE TABLE post_tags(tag TEXT NOT NULL, post_id INTEGER NOT NULL,
-            PRIMARY KEY(tag, post_id)) WITHOUT ROWID""",
-        "CREATE INDEX post_tags_by_post ON post_tags(post_id)",
-        """CREATE TABLE agg_quarter(tag TEXT NOT NULL, bucket INTEGER NOT NULL,
-            posts INTEGER NOT NULL, PRIMARY KEY(tag, bucket)) WITHOUT ROWID""",
-        """CREATE TABLE agg_breakdown(tag TEXT NOT NULL, lang TEXT NOT NULL, country TEXT NOT NULL,
-            posts INTEGER NOT NULL, PRIMARY KEY(tag, lang, country)) WITHOUT ROWID""",
-        """CREATE TABLE agg_user(user_id TEXT NOT NULL, tag TEXT NOT NULL, posts INTEGER NOT NULL,
-            followers INTEGER NOT NULL, username TEXT, PRIMARY KEY(user_id, tag)) WITHOUT ROWID""",
-        "CREATE INDEX agg_user_top ON agg_user(tag, followers DESC, username)",
-        """CREATE TABLE agg_tag(tag TEXT PRIMARY KEY, posts INTEGER NOT NULL,
-            newest_ts INTEGER NOT NULL)""",
-        """CREATE TABLE tag_state(tag TEXT PRIMARY KEY, since_id TEXT, pending_since_id TEXT,
-            pending_next_token TEXT, pending_newest_id TEXT, updated_at TEXT)""",
-        """CREATE TABLE runs(id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT NOT NULL,
-            finished_at TEXT, source TEXT NOT NULL, trigger TEXT NOT NULL, status TEXT NOT NULL,
-            error TEXT)""",
-        """CREATE TABLE run_tags(run_id INTEGER NOT NULL, tag TEXT NOT NULL,
-            requests INTEGER NOT NULL DEFAULT 0, posts_read INTEGER NOT NULL DEFAULT 0,
-            posts_new INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL DEFAULT 'pending',
-            error TEXT, PRIMARY KEY(run_id, tag))""",
-        """CREATE TABLE lease(name TEXT PRIMARY KEY, run_id INTEGER, holder TEXT NOT NULL,
-            expires_at REAL NOT NULL)""",
-    ),
-    (  # schema 2: lease holder process (fencing), posts waiting for their author or place,
-        # run requests (POST /api/v1/collect) and the heartbeat of long-running collectors
-        "ALTER TABLE lease ADD COLUMN host TEXT",
-        "ALTER TABLE lease ADD COLUMN pid INTEGER",
-        "ALTER TABLE posts ADD COLUMN country_pending INTEGER NOT NULL DEFAULT 0",
-        "CREATE INDEX posts_country_pending ON posts(author_id, place_id) WHERE country_pending = 1",
-        """CREATE TABLE run_requests(id INTEGER PRIMARY KEY AUTOINCREMENT, requested_at TEXT NOT NULL,
-            requested_ts REAL NOT NULL, status TEXT NOT NULL DEFAULT 'pending', claimed_by TEXT,
-            claimed_at TEXT, run_id INTEGER)""",
-        # at most one open request: every open row has the same indexed value (1)
-        """CREATE UNIQUE INDEX run_requests_one_open ON run_requests(status IN ('pending', 'claimed'))
-            WHERE status IN ('pending', 'claimed')""",
-        # the claimed request learns its run id in the transaction that creates the run
-        """CREATE TRIGGER run_requests_link_run AFTER INSERT ON runs WHEN NEW.trigger = 'api' BEGIN
-            UPDATE run_requests SET status = 'started', run_id = NEW.id WHERE status = 'claimed'; END""",
-        """CREATE TABLE collectors(holder TEXT PRIMARY KEY, started_at TEXT NOT NULL,
-            beat_ts REAL NOT NULL)""",
-        # the post list's filters (GET /api/v1/posts) each use an index, newest first
-        "CREATE INDEX IF NOT EXISTS users_by_username ON users(username COLLATE NOCASE)",
-        "CREATE INDEX IF NOT EXISTS posts_by_lang ON posts(lang COLLATE NOCASE, id)",
-        "CREATE INDEX IF NOT EXISTS posts_by_country ON posts(country, id)",
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 @dataclass(frozen=True)
@@ -158,60 +101,7 @@ class LeaseLost(Exception):
         self.run_id = run_id
 
 
-def connect(path: str | Path, readonly: bool = False) -> sqlite3.Connection:
-    """Open a connection in autocommit mode (transactions are explicit) with a busy timeout."""
-    conn = sqlite3.connect(str(path), isolation_level=None, timeout=10, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA busy_timeout = 10000")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: keeps index pages hot during big seeds
-    if readonly:
-        conn.execute("PRAGMA query_only = ON")
-    return conn
-
-
-@contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception: the unit of crash safety.
-
-    SQLite has already rolled back by itself after some errors (SQLITE_FULL: disk full); a second
-    ROLLBACK would then fail and hide the real error, so it is issued only while one is open.
-    """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def init_db(path: str | Path) -> int:
-    """Create or migrate the schema (idempotent, never drops data); returns the schema version."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = connect(path)
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        version = schema_version(conn)
-        for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
-            with transaction(conn):
-                if schema_version(conn) >= number:  # another process migrated meanwhile
-                    continue
-                for statement in statements:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {number}")
-        return schema_version(conn)
-    finally:
-        conn.close()
-
-
-def schema_version(conn: sqlite3.Connection) -> int:
-    """The migration number the database is at (0 = empty)."""
-    return int(conn.execute("PRAGMA user_version").fetchone()[0])
-
-
-def get_cursor(conn: sqlite3.Connection, tag: str) -> TagCursor:
+def get_cursor(conn: Connection, tag: str) -> TagCursor:
     """The tag's stored cursor, or an empty one for a tag never collected."""
     row = conn.execute(
         "SELECT since_id, pending_since_id, pending_next_token, pending_newest_id "
@@ -221,7 +111,7 @@ def get_cursor(conn: sqlite3.Connection, tag: str) -> TagCursor:
     return TagCursor(*row) if row else TagCursor()
 
 
-def save_cursor(conn: sqlite3.Connection, tag: str, cursor: TagCursor) -> None:
+def save_cursor(conn: Connection, tag: str, cursor: TagCursor) -> None:
     """Upsert a tag's cursor (call inside the page's transaction)."""
     conn.execute(
         "INSERT INTO tag_state(tag, since_id, pending_since_id, pending_next_token,"
@@ -242,7 +132,7 @@ def save_cursor(conn: sqlite3.Connection, tag: str, cursor: TagCursor) -> None:
 
 
 def store_page(
-    conn: sqlite3.Connection,
+    conn: Connection,
     page: ParsedPage,
     *,
     tag: str,
@@ -270,7 +160,7 @@ def store_page(
     return len(new_posts)
 
 
-def write_rows(conn: sqlite3.Connection, page: ParsedPage) -> list[PostRow]:
+def write_rows(conn: Connection, page: ParsedPage) -> list[PostRow]:
     """Upsert places and users, insert unseen posts and fold them into the aggregates."""
     conn.executemany(
         "INSERT INTO places(id, full_name, country_code, country) VALUES (?, ?, ?, ?)"
@@ -306,7 +196,7 @@ def write_rows(conn: sqlite3.Connection, page: ParsedPage) -> list[PostRow]:
         [(tag, p.id) for p in new_posts for tag in p.tags],
     )
     conn.executemany(
-        "INSERT OR IGNORE INTO users(id, followers) VALUES (?, 0)",
+        "INSERT INTO users(id, followers) VALUES (?, 0) ON CONFLICT(id) DO NOTHING",
         [(p.author_id,) for p in new_posts if p.author_id],
     )
     add_to_aggregates(conn, new_posts)
@@ -319,25 +209,25 @@ def write_rows(conn: sqlite3.Connection, page: ParsedPage) -> list[PostRow]:
     return new_posts
 
 
-def upsert_users(conn: sqlite3.Connection, users: Sequence[UserRow]) -> None:
+def upsert_users(conn: Connection, users: Sequence[UserRow]) -> None:
     """Insert or refresh users (latest follower count wins) and keep agg_user's copy in step."""
     now = timestamps.utc()
     conn.executemany(
         "INSERT INTO users(id, username, name, location, followers, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
-        " username = coalesce(excluded.username, username), name = coalesce(excluded.name, name),"
+        " username = coalesce(excluded.username, users.username), name = coalesce(excluded.name, users.name),"
         " location = excluded.location, followers = excluded.followers,"
         " updated_at = excluded.updated_at",
         [(u.id, u.username, u.name, u.location, u.followers, now) for u in users],
     )
     conn.executemany(
         "UPDATE agg_user SET followers = ?, username = coalesce(?, username)"
-        " WHERE user_id = ? AND (followers != ? OR username IS NOT coalesce(?, username))",
+        " WHERE user_id = ? AND (followers != ? OR username IS DISTINCT FROM coalesce(?, username))",
         [(u.followers, u.username, u.id, u.followers, u.username) for u in users],
     )
 
 
-def resolve_pending_countries(conn: sqlite3.Connection, authors: set[str], places: set[str]) -> int:
+def resolve_pending_countries(conn: Connection, authors: set[str], places: set[str]) -> int:
     """Give posts stored without their author or place (missing from `includes`) a country, now that
     one of those is known: the place's country first, else the author's profile country (as on a
     complete page). Posts whose place and author are both still unknown keep waiting.
@@ -368,9 +258,7 @@ def resolve_pending_countries(conn: sqlite3.Connection, authors: set[str], place
     return len(resolved)
 
 
-def _known_countries(
-    conn: sqlite3.Connection, post_ids: list[int]
-) -> list[tuple[int, str, str | None, str | None]]:
+def _known_countries(conn: Connection, post_ids: list[int]) -> list[tuple[int, str, str | None, str | None]]:
     """(post id, lang, country, source) for pending posts whose place or author is known by now."""
     rows = _select_in(
         conn,
@@ -389,7 +277,7 @@ def _known_countries(
     return known
 
 
-def _move_breakdown(conn: sqlite3.Connection, moves: Counter[tuple[str, str, str]]) -> None:
+def _move_breakdown(conn: Connection, moves: Counter[tuple[str, str, str]]) -> None:
     """Move posts counted under an unknown country to the country now known (zero rows are dropped)."""
     conn.executemany(
         "UPDATE agg_breakdown SET posts = posts - ? WHERE tag = ? AND lang = ? AND country = ''",
@@ -398,12 +286,12 @@ def _move_breakdown(conn: sqlite3.Connection, moves: Counter[tuple[str, str, str
     conn.execute("DELETE FROM agg_breakdown WHERE posts = 0")
     conn.executemany(
         "INSERT INTO agg_breakdown(tag, lang, country, posts) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT(tag, lang, country) DO UPDATE SET posts = posts + excluded.posts",
+        " ON CONFLICT(tag, lang, country) DO UPDATE SET posts = agg_breakdown.posts + excluded.posts",
         [(tag, lang, country, n) for (tag, lang, country), n in moves.items()],
     )
 
 
-def _select_in(conn: sqlite3.Connection, sql: str, values: Sequence) -> list[tuple]:
+def _select_in(conn: Connection, sql: str, values: Sequence) -> list[tuple]:
     """Rows of `sql` followed by `(?, ?, …)` over `values`, in chunks under SQLite's variable limit."""
     rows: list[tuple] = []
     for start in range(0, len(values), 900):
@@ -413,7 +301,7 @@ def _select_in(conn: sqlite3.Connection, sql: str, values: Sequence) -> list[tup
     return rows
 
 
-def unseen_posts(conn: sqlite3.Connection, posts: Sequence[PostRow]) -> list[PostRow]:
+def unseen_posts(conn: Connection, posts: Sequence[PostRow]) -> list[PostRow]:
     """Posts of the page that are not stored yet (first occurrence wins within the page)."""
     by_id = {}
     for post in posts:
@@ -422,7 +310,7 @@ def unseen_posts(conn: sqlite3.Connection, posts: Sequence[PostRow]) -> list[Pos
     return [post for post_id, post in by_id.items() if post_id not in seen]
 
 
-def add_to_aggregates(conn: sqlite3.Connection, posts: Sequence[PostRow]) -> None:
+def add_to_aggregates(conn: Connection, posts: Sequence[PostRow]) -> None:
     """Fold new posts into the small tables the summaries read, so reads never scan posts."""
     quarter: Counter[tuple[str, int]] = Counter()
     breakdown: Counter[tuple[str, str, str]] = Counter()
@@ -441,30 +329,31 @@ def add_to_aggregates(conn: sqlite3.Connection, posts: Sequence[PostRow]) -> Non
                 breakdown[(tag, post.lang or "", post.country or "")] += 1
     conn.executemany(
         "INSERT INTO agg_quarter(tag, bucket, posts) VALUES (?, ?, ?)"
-        " ON CONFLICT(tag, bucket) DO UPDATE SET posts = posts + excluded.posts",
+        " ON CONFLICT(tag, bucket) DO UPDATE SET posts = agg_quarter.posts + excluded.posts",
         [(tag, bucket, n) for (tag, bucket), n in quarter.items()],
     )
     conn.executemany(
         "INSERT INTO agg_breakdown(tag, lang, country, posts) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT(tag, lang, country) DO UPDATE SET posts = posts + excluded.posts",
+        " ON CONFLICT(tag, lang, country) DO UPDATE SET posts = agg_breakdown.posts + excluded.posts",
         [(tag, lang, country, n) for (tag, lang, country), n in breakdown.items()],
     )
     conn.executemany(
         "INSERT INTO agg_user(user_id, tag, posts, followers, username)"
         " SELECT ?, ?, ?, followers, username FROM users WHERE id = ? AND true"
-        " ON CONFLICT(user_id, tag) DO UPDATE SET posts = posts + excluded.posts",
+        " ON CONFLICT(user_id, tag) DO UPDATE SET posts = agg_user.posts + excluded.posts",
         [(user_id, tag, n, user_id) for (user_id, tag), n in per_user.items()],
     )
     conn.executemany(
         "INSERT INTO agg_tag(tag, posts, newest_ts) VALUES (?, ?, ?)"
-        " ON CONFLICT(tag) DO UPDATE SET posts = posts + excluded.posts,"
-        " newest_ts = max(newest_ts, excluded.newest_ts)",
+        " ON CONFLICT(tag) DO UPDATE SET posts = agg_tag.posts + excluded.posts,"
+        " newest_ts = CASE WHEN excluded.newest_ts > agg_tag.newest_ts THEN excluded.newest_ts"
+        " ELSE agg_tag.newest_ts END",
         [(tag, n, newest[tag]) for tag, n in per_tag.items()],
     )
 
 
 def begin_run(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     source: str,
     trigger: str,
@@ -490,9 +379,9 @@ def begin_run(
             (timestamps.utc(now),),
         )
         run_id = conn.execute(
-            "INSERT INTO runs(started_at, source, trigger, status) VALUES (?, ?, ?, 'running')",
+            "INSERT INTO runs(started_at, source, trigger, status) VALUES (?, ?, ?, 'running') RETURNING id",
             (timestamps.utc(now), source, trigger),
-        ).lastrowid
+        ).scalar_one()
         conn.executemany("INSERT INTO run_tags(run_id, tag) VALUES (?, ?)", [(run_id, tag) for tag in tags])
         conn.execute(
             "INSERT INTO lease(name, run_id, holder, expires_at, host, pid) VALUES (?, ?, ?, ?, ?, ?)"
@@ -503,7 +392,7 @@ def begin_run(
     return RunStart(run_id=int(run_id), started=True, took_over=took_over)
 
 
-def live_lease(conn: sqlite3.Connection, now: float | None = None) -> Lease | None:
+def live_lease(conn: Connection, now: float | None = None) -> Lease | None:
     """The lease if a live run holds it (unexpired, and not a dead process on this host), else None."""
     now = time.time() if now is None else now
     lease = _lease_row(conn)
@@ -512,7 +401,7 @@ def live_lease(conn: sqlite3.Connection, now: float | None = None) -> Lease | No
     return lease
 
 
-def _lease_row(conn: sqlite3.Connection) -> Lease | None:
+def _lease_row(conn: Connection) -> Lease | None:
     row = conn.execute(
         "SELECT run_id, holder, host, pid, expires_at FROM lease WHERE name = ?", (LEASE_NAME,)
     ).fetchone()
@@ -541,7 +430,7 @@ def process_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def renew_lease(conn: sqlite3.Connection, run_id: int, extra: float = 0.0, now: float | None = None) -> None:
+def renew_lease(conn: Connection, run_id: int, extra: float = 0.0, now: float | None = None) -> None:
     """Push this run's lease expiry forward (by `extra` more seconds before a long wait).
 
     Raises LeaseLost when the lease row no longer names this run: the caller must stop writing.
@@ -555,14 +444,14 @@ def renew_lease(conn: sqlite3.Connection, run_id: int, extra: float = 0.0, now: 
         raise LeaseLost(run_id)
 
 
-def extend_lease(conn: sqlite3.Connection, run_id: int, seconds: float, now: float | None = None) -> None:
+def extend_lease(conn: Connection, run_id: int, seconds: float, now: float | None = None) -> None:
     """Keep the lease through a known wait (backoff, rate-limit reset), in its own transaction."""
     with transaction(conn):
         renew_lease(conn, run_id, extra=seconds, now=now)
 
 
 def finish_tag(
-    conn: sqlite3.Connection,
+    conn: Connection,
     run_id: int,
     tag: str,
     status: str,
@@ -581,7 +470,7 @@ def finish_tag(
 
 
 def finish_run(
-    conn: sqlite3.Connection,
+    conn: Connection,
     run_id: int,
     status: str,
     error: str | None = None,
@@ -613,13 +502,13 @@ def finish_run(
     return True
 
 
-def live_run_id(conn: sqlite3.Connection, now: float | None = None) -> int | None:
+def live_run_id(conn: Connection, now: float | None = None) -> int | None:
     """The id of the run holding the collection lease alive (see live_lease), if any."""
     lease = live_lease(conn, now)
     return lease.run_id if lease else None
 
 
-def request_run(conn: sqlite3.Connection, now: float | None = None) -> RequestOutcome:
+def request_run(conn: Connection, now: float | None = None) -> RequestOutcome:
     """Record a run request unless a run is going, a request is open or no collector is alive."""
     now = time.time() if now is None else now
     with transaction(conn):
@@ -633,22 +522,23 @@ def request_run(conn: sqlite3.Connection, now: float | None = None) -> RequestOu
             return RequestOutcome("running", run_id=running)
         row = conn.execute("SELECT id FROM run_requests WHERE status IN ('pending', 'claimed')").fetchone()
         if row is not None:
-            return RequestOutcome("requested", request_id=row["id"])
+            return RequestOutcome("requested", request_id=row.id)
         if not collector_alive(conn, now):
             return RequestOutcome("no-collector")
         request_id = conn.execute(
-            "INSERT INTO run_requests(requested_at, requested_ts) VALUES (?, ?)", (timestamps.utc(now), now)
-        ).lastrowid
+            "INSERT INTO run_requests(requested_at, requested_ts) VALUES (?, ?) RETURNING id",
+            (timestamps.utc(now), now),
+        ).scalar_one()
     return RequestOutcome("created", request_id=int(request_id))
 
 
-def get_run_request(conn: sqlite3.Connection, request_id: int) -> RunRequest | None:
+def get_run_request(conn: Connection, request_id: int) -> RunRequest | None:
     """One run request, or None."""
     row = conn.execute("SELECT id, status, run_id FROM run_requests WHERE id = ?", (request_id,)).fetchone()
-    return RunRequest(row["id"], row["status"], row["run_id"]) if row else None
+    return RunRequest(row.id, row.status, row.run_id) if row else None
 
 
-def withdraw_run_request(conn: sqlite3.Connection, request_id: int) -> bool:
+def withdraw_run_request(conn: Connection, request_id: int) -> bool:
     """Take back a request no collector has claimed yet; False if one already has."""
     cursor = conn.execute(
         "UPDATE run_requests SET status = 'withdrawn' WHERE id = ? AND status = 'pending'", (request_id,)
@@ -656,7 +546,7 @@ def withdraw_run_request(conn: sqlite3.Connection, request_id: int) -> bool:
     return cursor.rowcount == 1
 
 
-def claim_run_request(conn: sqlite3.Connection, holder: str) -> int | None:
+def claim_run_request(conn: Connection, holder: str) -> int | None:
     """Claim the pending run request, if any (only a read when there is none: idle ticks write nothing)."""
     row = conn.execute("SELECT id FROM run_requests WHERE status = 'pending' ORDER BY id LIMIT 1").fetchone()
     if row is None:
@@ -664,12 +554,12 @@ def claim_run_request(conn: sqlite3.Connection, holder: str) -> int | None:
     cursor = conn.execute(
         "UPDATE run_requests SET status = 'claimed', claimed_by = ?, claimed_at = ?"
         " WHERE id = ? AND status = 'pending'",
-        (holder, timestamps.utc(), row["id"]),
+        (holder, timestamps.utc(), row.id),
     )
-    return row["id"] if cursor.rowcount == 1 else None
+    return row.id if cursor.rowcount == 1 else None
 
 
-def settle_run_request(conn: sqlite3.Connection, request_id: int, run_id: int, started: bool) -> None:
+def settle_run_request(conn: Connection, request_id: int, run_id: int, started: bool) -> None:
     """After the run: `started` with its run, or `rejected` naming the run that held the lease."""
     conn.execute(
         "UPDATE run_requests SET status = ?, run_id = ? WHERE id = ?",
@@ -677,7 +567,7 @@ def settle_run_request(conn: sqlite3.Connection, request_id: int, run_id: int, s
     )
 
 
-def beat(conn: sqlite3.Connection, holder: str, started_at: str, now: float | None = None) -> None:
+def beat(conn: Connection, holder: str, started_at: str, now: float | None = None) -> None:
     """Record that the collector `holder` is alive and looking for run requests."""
     conn.execute(
         "INSERT INTO collectors(holder, started_at, beat_ts) VALUES (?, ?, ?)"
@@ -686,12 +576,12 @@ def beat(conn: sqlite3.Connection, holder: str, started_at: str, now: float | No
     )
 
 
-def forget_collector(conn: sqlite3.Connection, holder: str) -> None:
+def forget_collector(conn: Connection, holder: str) -> None:
     """A collector that stops cleanly is not alive any more."""
     conn.execute("DELETE FROM collectors WHERE holder = ?", (holder,))
 
 
-def collector_alive(conn: sqlite3.Connection, now: float | None = None) -> bool:
+def collector_alive(conn: Connection, now: float | None = None) -> bool:
     """True while some collector's heartbeat is younger than COLLECTOR_ALIVE_SECONDS."""
     now = time.time() if now is None else now
     row = conn.execute(

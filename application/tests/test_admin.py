@@ -30,7 +30,7 @@ def problem(response, status: int, kind: str) -> dict:
 
 
 def runs(conn) -> list[dict]:
-    return [dict(row) for row in conn.execute("SELECT id, trigger, status FROM runs ORDER BY id")]
+    return [row._asdict() for row in conn.execute("SELECT id, trigger, status FROM runs ORDER BY id")]
 
 
 def wait_until(predicate, timeout: float = 20.0) -> None:

@@ -217,7 +217,7 @@ def brute_top_users(model: Model, conn: sqlite3.Connection, tag: str | None) -> 
 
 
 def brute_breakdown(conn: sqlite3.Connection, by: tuple[str, ...]) -> list[dict]:
-    country = dict(conn.execute("SELECT id, country FROM posts"))
+    country = dict(conn.execute("SELECT id, country FROM posts").all())
     counts: Counter[tuple] = Counter()
     for post_id, tag in conn.execute("SELECT post_id, tag FROM post_tags"):
         lang = conn.execute("SELECT lang FROM posts WHERE id = ?", (post_id,)).fetchone()[0]
@@ -243,10 +243,11 @@ def test_aggregates_equal_group_by_and_per_post_hours(pages, data):
 
 def check_database(conn: sqlite3.Connection, model: Model, data: st.DataObject) -> None:
     assert {row[0] for row in conn.execute("SELECT id FROM posts")} == set(model.posts)
-    assert dict(conn.execute("SELECT id, country FROM posts")) == model.countries()
+    assert dict(conn.execute("SELECT id, country FROM posts").all()) == model.countries()
     for post_id, (_, tags) in model.posts.items():
         assert {t for (t,) in conn.execute("SELECT tag FROM post_tags WHERE post_id = ?", (post_id,))} == tags
-    assert dict(conn.execute("SELECT id, followers FROM users WHERE username IS NOT NULL")) == model.followers
+    followers = conn.execute("SELECT id, followers FROM users WHERE username IS NOT NULL").all()
+    assert dict(followers) == model.followers
     for aggregate_sql, raw_sql in EQUIVALENT_SQL.items():
         assert rows(conn, aggregate_sql) == rows(conn, raw_sql), aggregate_sql
     first = min(p.ts for p, _ in model.posts.values())

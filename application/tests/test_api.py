@@ -580,6 +580,7 @@ def test_readyz_empty_file_then_initialised(tmp_path):
         200,
         {
             "status": "ready",
+            "backend": "sqlite",
             "schema_version": store.SCHEMA_VERSION,
             "expected_schema_version": store.SCHEMA_VERSION,
             "last_successful_run_at": None,

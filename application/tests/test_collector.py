@@ -147,7 +147,7 @@ def test_collector_fatal_source_error_ends_the_run_for_all_tags(db_path):
     assert result.status == "failed" and result.error.kind == "invalid_token"
     assert len(api.calls) == 1
     run = collector.conn.execute("SELECT status, error FROM runs WHERE id = ?", (result.run_id,)).fetchone()
-    assert run["status"] == "failed" and "401" in run["error"]
+    assert run.status == "failed" and "401" in run.error
     assert collector.conn.execute("SELECT count(*) FROM lease").fetchone()[0] == 0  # released
 
 
@@ -164,7 +164,7 @@ def test_collector_records_the_run_with_per_tag_figures(db_path):
     collector = make_collector(db_path, api)
     result = collector.run_once()
     run = collector.conn.execute("SELECT * FROM runs WHERE id = ?", (result.run_id,)).fetchone()
-    assert (run["status"], run["source"], run["trigger"]) == ("success", "x", "schedule")
+    assert (run.status, run.source, run.trigger) == ("success", "x", "schedule")
     figures = collector.conn.execute(
         "SELECT tag, requests, posts_read, posts_new, status FROM run_tags WHERE run_id = ? ORDER BY tag",
         (result.run_id,),
@@ -343,7 +343,7 @@ def test_collector_stop_mid_pagination_is_interrupted_and_resumes_exactly(db_pat
     assert actions(caplog).count("run_interrupted") == 1
     assert snapshot(db_path)["cursors"] == [("devops", None, "nt10017")]  # exact resume state
     run = collector.conn.execute("SELECT status FROM runs WHERE id = ?", (result.run_id,)).fetchone()
-    assert run["status"] == "interrupted"
+    assert run.status == "interrupted"
     clean = tmp_db(db_path.parent / "clean.db")
     make_collector(clean, corpus()).run_once()
     assert make_collector(db_path, api).run_once().status == "success"
@@ -551,7 +551,7 @@ def test_collector_any_exception_fails_the_run_with_one_error_line_and_the_next_
     assert len(errors) == 1 and getattr(errors[0], "event.action") == "run_failed"
     assert errors[0].exc_info is not None  # the formatter writes error.stack_trace from it
     row = collector.conn.execute("SELECT status, error FROM runs WHERE id = ?", (result.run_id,)).fetchone()
-    assert row["status"] == "failed" and "a bug" in row["error"]
+    assert row.status == "failed" and "a bug" in row.error
     assert run_tags(collector.conn, result.run_id)["devops"] == ("failed", 1)
     assert collector.conn.execute("SELECT count(*) FROM lease").fetchone()[0] == 0
     monkeypatch.setattr(store, "store_page", real)

@@ -13,11 +13,12 @@ NO_FILTERS = {"tag": None, "lang": None, "country": None, "username": None}
 def plan_of_list_posts(conn, before: int | None = None, **filters) -> tuple[list[str], list[str]]:
     """(ids returned, query plan lines) of queries.list_posts with `filters`."""
     statements: list[str] = []
-    conn.set_trace_callback(statements.append)
+    raw = conn.sa.connection.dbapi_connection
+    raw.set_trace_callback(statements.append)
     try:
         posts, _ = queries.list_posts(conn, before=before, limit=5, **{**NO_FILTERS, **filters})
     finally:
-        conn.set_trace_callback(None)
+        raw.set_trace_callback(None)
     plan = [
         row[3]
         for sql in statements

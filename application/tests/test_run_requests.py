@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
+import sqlalchemy as sa
 
 from tagwatch import store
 
@@ -16,7 +15,7 @@ def begin(conn, trigger: str = "schedule", now: float = NOW) -> store.RunStart:
 
 
 def request_row(conn, request_id: int) -> dict:
-    return dict(conn.execute("SELECT * FROM run_requests WHERE id = ?", (request_id,)).fetchone())
+    return conn.execute("SELECT * FROM run_requests WHERE id = ?", (request_id,)).one()._asdict()
 
 
 def test_request_run_needs_a_live_collector(conn):
@@ -49,7 +48,7 @@ def test_request_run_conflicts_with_a_live_run_and_an_open_request(conn):
 
 def test_at_most_one_open_request_even_without_the_check(conn):
     conn.execute("INSERT INTO run_requests(requested_at, requested_ts) VALUES ('t', 1)")
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(sa.exc.IntegrityError):
         conn.execute(
             "INSERT INTO run_requests(requested_at, requested_ts, status) VALUES ('t', 1, 'claimed')"
         )

@@ -57,7 +57,7 @@ def collect_once(db: Path, **env: str) -> subprocess.CompletedProcess:
 
 
 def last_run(db: Path) -> dict:
-    return dict(store.connect(db).execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone())
+    return store.connect(db).execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").one()._asdict()
 
 
 def test_collect_once_success_exits_0_recorded_as_manual(tmp_path):

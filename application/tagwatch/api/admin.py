@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,12 +16,13 @@ from pathlib import Path
 
 from flask import current_app, request, url_for
 
-from tagwatch import queries, store
+from tagwatch import database, queries, store
 from tagwatch.api import schemas
 from tagwatch.api.contract import Blueprint
 from tagwatch.api.envelope import envelope
 from tagwatch.api.errors import ApiError
 from tagwatch.config import Settings
+from tagwatch.database import DB_ERRORS
 from tagwatch.logs import event
 
 bp = Blueprint(
@@ -42,7 +42,7 @@ def collect():
     """202 with the run the collector started for it; 409 if a run is going or requested; 503 if none can."""
     settings: Settings = current_app.config["SETTINGS"]
     authorize(settings.admin_token)
-    with writer(settings.db_path) as conn:
+    with writer(settings.db_url) as conn:
         outcome = store.request_run(conn)
         if outcome.kind == "running":
             raise already_running(outcome.run_id)
@@ -65,7 +65,7 @@ def collect():
     return body, 202, {"Location": location}
 
 
-def wait_for_run(conn: sqlite3.Connection, request_id: int) -> int:
+def wait_for_run(conn: store.Connection, request_id: int) -> int:
     """The id of the run the collector started for the request; 409 or 503 (request withdrawn) otherwise."""
     deadline = time.monotonic() + CLAIM_WAIT_SECONDS
     while True:
@@ -137,16 +137,17 @@ def no_collector(detail: str) -> ApiError:
 
 
 @contextmanager
-def writer(path: str) -> Iterator[sqlite3.Connection]:
+def writer(url: str) -> Iterator[store.Connection]:
     """A short-lived writable connection for the run request; database faults are a 503, never a 500."""
-    if not Path(path).is_file():
+    path = database.sqlite_path(url)
+    if path is not None and not Path(path).is_file():
         detail = "The database has not been created yet (run `tagwatch init-db`)."
         raise ApiError(503, "Database not ready", detail)
     conn = None
     try:
-        conn = store.connect(path)
+        conn = store.connect(url)
         yield conn
-    except sqlite3.Error as exc:
+    except DB_ERRORS as exc:
         raise ApiError(503, "Database not ready", f"The database cannot be used right now: {exc}") from exc
     finally:
         if conn is not None:

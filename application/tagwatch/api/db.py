@@ -1,5 +1,9 @@
-"""Read-only database access for request handlers: pooled query-only connections, one snapshot per call,
-the file watched, and every SQLite fault turned into a 503.
+"""Read-only database access for request handlers: pooled read-only connections, one snapshot per call,
+and every database fault turned into a 503.
+
+On PostgreSQL each call reads in one REPEATABLE READ READ ONLY transaction from SQLAlchemy's pool, with
+TAGWATCH_DB_STATEMENT_TIMEOUT_MS as statement_timeout, and the data version is the counter every write
+transaction bumps (revision 0002). On SQLite:
 
 A pool (not one connection per thread) because gevent workers run each request in its own greenlet. Each
 connection remembers which file it opened (device, inode): when the path is deleted or replaced, idle
@@ -20,9 +24,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+import psycopg
+import sqlalchemy as sa
 from flask import current_app
 
+from tagwatch import database as stores
 from tagwatch.api.errors import ApiError
+from tagwatch.database import DB_ERRORS, Connection
 
 T = TypeVar("T")
 DEFAULT_BUSY_TIMEOUT_MS = 2000  # short: a locked database is a 503 well before gunicorn's worker timeout
@@ -34,7 +42,7 @@ Identity = tuple[int, int]
 class Reader:
     """A query-only connection and the file (device, inode) it was opened on."""
 
-    conn: sqlite3.Connection
+    conn: Connection
     identity: Identity
 
 
@@ -42,7 +50,7 @@ class Reader:
 class Snapshot:
     """One read transaction: its connection and the Unix time the data was read."""
 
-    conn: sqlite3.Connection
+    conn: Connection
     read_at: float
 
 
@@ -51,18 +59,33 @@ def not_ready(detail: str) -> ApiError:
     return ApiError(503, "Database not ready", detail)
 
 
+FAULTS = (
+    sa.exc.OperationalError,  # locked, unreachable, refused, auth failed, killed, statement timeout, …
+    sa.exc.InternalError,
+    sa.exc.DisconnectionError,
+    sa.exc.TimeoutError,  # no pooled connection came free in time
+    sa.exc.PendingRollbackError,
+)
+
+
 def is_fault(exc: BaseException) -> bool:
-    """An error of the database file or its locks, not of our SQL (those stay 500s: they are bugs)."""
-    if isinstance(exc, sqlite3.OperationalError | sqlite3.InternalError):
+    """An error of the database, its files, server or locks, not of our SQL (those stay 500s: bugs)."""
+    if isinstance(exc, FAULTS) or _schema_missing(exc):
         return True
-    return type(exc) is sqlite3.DatabaseError  # e.g. "file is not a database", "disk image is malformed"
+    return type(exc) is sa.exc.DatabaseError  # e.g. "file is not a database", "disk image is malformed"
 
 
-def as_not_ready(exc: sqlite3.Error) -> ApiError:
-    """A database fault as a 503 naming what to do."""
-    if "no such table" in str(exc):
+def _schema_missing(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None)
+    return isinstance(orig, psycopg.errors.UndefinedTable) or "no such table" in str(orig or exc)
+
+
+def as_not_ready(exc: BaseException) -> ApiError:
+    """A database fault as a 503 naming what to do (the driver's message, never the URL's password)."""
+    if _schema_missing(exc):
         return not_ready("The database schema is missing (run `tagwatch init-db`).")
-    return not_ready(f"The database cannot be read right now: {exc}")
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return not_ready(f"The database cannot be read right now: {lines[0] if lines else type(exc).__name__}")
 
 
 def file_identity(path: str) -> Identity:
@@ -79,8 +102,13 @@ def file_identity(path: str) -> Identity:
 class Database:
     """The readers of one database path in this worker process."""
 
+    backend = stores.SQLITE
+
     def __init__(self, path: str, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
         self.path = path
+        self._engine = sa.create_engine(
+            "sqlite://", creator=self._connect_file, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT"
+        )
         self.busy_timeout_ms = busy_timeout_ms
         self._idle: list[Reader] = []
         self._identity: Identity | None = None
@@ -110,17 +138,20 @@ class Database:
         for reader in stale:
             reader.conn.close()
 
+    def _connect_file(self) -> sqlite3.Connection:
+        """`mode=rw` so that a missing file is an error, never created."""
+        uri = f"file:{quote(str(Path(self.path).absolute()))}?mode=rw"
+        return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+
     def open(self) -> Reader:
-        """A new query-only connection; `mode=rw` so that a missing file is an error, never created."""
+        """A new query-only connection of the current file."""
         for _ in range(3):
             before = self.current()
-            uri = f"file:{quote(str(Path(self.path).absolute()))}?mode=rw"
             try:
-                conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-            except sqlite3.Error as exc:
+                conn = Connection(self._engine.connect())
+            except DB_ERRORS as exc:
                 raise as_not_ready(exc) from exc
             if self.current() == before:  # not replaced while we opened it
-                conn.row_factory = sqlite3.Row
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
                 conn.execute("PRAGMA query_only = ON")
                 return Reader(conn, before)
@@ -157,7 +188,7 @@ class Database:
             yield Snapshot(reader.conn, time.time())
             reader.conn.execute("COMMIT")
             healthy = True
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             if not is_fault(exc):
                 raise
             raise as_not_ready(exc) from exc
@@ -178,8 +209,8 @@ class Database:
                     self._probe = None
                 self._probe = self.open()
             try:
-                return self._probe.identity, self._probe.conn.execute("PRAGMA data_version").fetchone()[0]
-            except sqlite3.Error as exc:
+                return self._probe.identity, self._probe.conn.execute("PRAGMA data_version").scalar_one()
+            except DB_ERRORS as exc:
                 self._probe.conn.close()
                 self._probe = None
                 if not is_fault(exc):
@@ -187,18 +218,61 @@ class Database:
                 raise as_not_ready(exc) from exc
 
 
-_databases: dict[tuple[str, int], Database] = {}
+class PostgresDatabase:
+    """The readers of one PostgreSQL database in this worker process: SQLAlchemy's pool of psycopg
+    connections, each call in its own REPEATABLE READ READ ONLY transaction."""
+
+    backend = stores.POSTGRESQL
+
+    def __init__(self, url: str, statement_timeout_ms: int) -> None:
+        self.path = stores.masked(url)  # names the database in cache keys; no password
+        self._engine = stores.engine(url, statement_timeout_ms=statement_timeout_ms)
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """A pooled connection, given back afterwards; faults (including at connect) become 503s."""
+        conn = None
+        try:
+            conn = Connection(self._engine.connect())
+            yield conn
+        except DB_ERRORS as exc:
+            if not is_fault(exc):
+                raise
+            raise as_not_ready(exc) from exc
+        finally:
+            if conn is not None:
+                conn.close()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        """One snapshot: every SELECT inside sees the same commits."""
+        with self._connection() as conn:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            conn.execute("SELECT 1").all()  # takes the snapshot
+            yield Snapshot(conn, time.time())
+            conn.execute("COMMIT")
+
+    def version(self) -> int:
+        """The data_version counter: every write transaction bumps it (one cheap read)."""
+        with self._connection() as conn:
+            return conn.execute("SELECT version FROM data_version WHERE id = 1").scalar_one()
+
+
+_databases: dict[tuple[str, int], Database | PostgresDatabase] = {}
 _registry_lock = threading.Lock()
 
 
-def database() -> Database:
-    """This worker's Database for the app's configured path."""
-    path = current_app.config["SETTINGS"].db_path
+def database() -> Database | PostgresDatabase:
+    """This worker's readers of the app's configured database."""
+    settings = current_app.config["SETTINGS"]
+    url = settings.db_url
+    path = stores.sqlite_path(url)
     busy = current_app.config.get("DB_BUSY_TIMEOUT_MS", DEFAULT_BUSY_TIMEOUT_MS)
+    key = (url, busy if path is not None else settings.db_statement_timeout_ms)
     with _registry_lock:
-        db = _databases.get((path, busy))
+        db = _databases.get(key)
         if db is None:
-            db = _databases[(path, busy)] = Database(path, busy)
+            db = _databases[key] = Database(path, busy) if path is not None else PostgresDatabase(url, key[1])
         return db
 
 

@@ -193,6 +193,7 @@ class CollectStarted(Schema):
 
 class Readiness(Schema):
     status = string(validate=validate.OneOf(["ready"]))
+    backend = string(validate=validate.OneOf(["sqlite", "postgresql"]))
     schema_version = counter()
     expected_schema_version = counter()
     last_successful_run_at = when(nullable=True)
