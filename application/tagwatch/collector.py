@@ -21,13 +21,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tagwatch import metrics, store
+from tagwatch import metrics, sources, store
 from tagwatch.config import Settings
 from tagwatch.database import DB_ERRORS
 from tagwatch.logs import event
 from tagwatch.parse import ParsedPage, parse_page
 from tagwatch.sources.base import Page, SourceError, StopRequested
-from tagwatch.sources.sample import SAMPLE_BASE_URL, SampleWorld, sample_session
 from tagwatch.sources.x import Attempts, XClient
 
 log = logging.getLogger("tagwatch.collector")
@@ -69,13 +68,11 @@ class RunResult:
 
 
 def build_client(settings: Settings, clock: Callable[[], float] = time.time, **kwargs) -> XClient:
-    """The X client for the configured source; the sample is the same client on a sample transport."""
-    if settings.source == "x":
-        return XClient(
-            settings.x_api_base_url, settings.x_bearer_token or "", source="x", clock=clock, **kwargs
-        )
-    session = sample_session(SampleWorld(), clock)
-    return XClient(SAMPLE_BASE_URL, "sample", source="sample", session=session, clock=clock, **kwargs)
+    """The client of `settings.source` (x or sample: the X client) until the collector runs every source."""
+    client = sources.build_client(settings.source, settings, clock, **kwargs)
+    if not isinstance(client, XClient):  # service.check_sources stops start-up before this
+        raise ValueError(f"the collector runs only x or sample for now, not {settings.source}")
+    return client
 
 
 @dataclass
@@ -150,7 +147,9 @@ class Collector:
         self.should_stop = should_stop
         self.clock = clock
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
-        metrics.precreate_collector(settings.tags)  # every outcome and reason exists at 0 from the start
+        metrics.precreate_collector(
+            settings.tags, settings.sources
+        )  # every outcome and reason exists at 0 from the start
 
     def run_once(self, trigger: str = "schedule") -> RunResult:
         """Collect every tag once under the lease. Never raises: every outcome is in the result."""
@@ -425,7 +424,7 @@ class Collector:
             ),
         )
         if result.status == "success":
-            metrics.LAST_SUCCESS.labels(tag=result.tag).set(time.time())
+            metrics.LAST_SUCCESS.labels(tag=result.tag, source=self.client.source).set(time.time())
 
     def _finish(self, result: RunResult, seconds: float) -> None:
         """Close the run record (if this run still owns it), count it, and log how it ended."""
@@ -445,6 +444,7 @@ class Collector:
         except DB_ERRORS as exc:  # e.g. the disk is still full: the lease expires by itself
             record_error = f"{type(exc).__name__}: {exc}"
         metrics.COLLECTION_RUNS.labels(outcome=result.status).inc()
+        metrics.SOURCE_RUNS.labels(source=self.client.source, outcome=result.status).inc()
         metrics.COLLECTION_DURATION.observe(seconds)
         if result.status == "interrupted":
             self._log_interrupted(result)

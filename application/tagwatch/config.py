@@ -27,6 +27,7 @@ DEFAULT_TAGS = (
     "opentracing",
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SOURCE_NAMES = ("x", "mastodon", "bluesky", "sample")
 _TAG_RE = re.compile(r"^[0-9A-Za-z_]{1,100}$")
 _LABEL = r"[0-9A-Za-z]([0-9A-Za-z-]{0,62})"
 _HOSTNAME_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
@@ -53,6 +54,10 @@ class Settings:
     database_url: str | None = field(default=None, repr=False)
     db_statement_timeout_ms: int = 5000
     tags: tuple[str, ...] = DEFAULT_TAGS
+    # Every configured source, in TAGWATCH_SOURCES order; () means (source,) (see __post_init__).
+    sources: tuple[str, ...] = ()
+    # The first of `sources`: the one source today's collector, runs API and store know. Kept for
+    # those callers until the collector runs every source of `sources` (issue 13, phase 2).
     source: str = "sample"
     x_bearer_token: str | None = field(default=None, repr=False)
     x_api_base_url: str = "https://api.x.com"
@@ -74,20 +79,27 @@ class Settings:
     bluesky_handle: str | None = None
     bluesky_app_password: str | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        """Keep `source` and `sources` in step: `sources` wins when given, else it is (source,)."""
+        if self.sources:
+            object.__setattr__(self, "source", self.sources[0])
+        else:
+            object.__setattr__(self, "sources", (self.source,))
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `env` (default: os.environ), raising ConfigError on the first bad value."""
         env = os.environ if env is None else env
         token = _optional(env, "X_BEARER_TOKEN")
-        source = _choice(env, "TAGWATCH_SOURCE", ("x", "sample"), "x" if token else "sample")
-        if source == "x" and not token:
-            raise ConfigError("X_BEARER_TOKEN", "set when TAGWATCH_SOURCE=x (an X API v2 bearer token)")
+        variable, sources = _sources(env, "x" if token else "sample")
+        feeds = _feed_sources(env)
+        _check_credentials(variable, sources, token, feeds["bluesky_handle"])
         settings = cls(
             db_path=_optional(env, "TAGWATCH_DB") or cls.db_path,
             database_url=_database_url(env),
             db_statement_timeout_ms=_int(env, "TAGWATCH_DB_STATEMENT_TIMEOUT_MS", 5000, 0, 3_600_000),
             tags=_tags(env),
-            source=source,
+            sources=sources,
             x_bearer_token=token,
             x_api_base_url=_url(env, "X_API_BASE_URL", cls.x_api_base_url),
             max_posts_per_tag=_int(env, "TAGWATCH_MAX_POSTS_PER_TAG", 100, 1, 1_000_000),
@@ -101,7 +113,7 @@ class Settings:
             web_concurrency=_int(env, "WEB_CONCURRENCY", 2, 1, 64),
             api_cache_bytes=_int(env, "TAGWATCH_API_CACHE_BYTES", cls.api_cache_bytes, 0, 2**40),
             host=_host(env, "TAGWATCH_HOST", cls.host),
-            **_feed_sources(env),
+            **feeds,
         )
         if settings.metrics_port == settings.port:
             raise ConfigError("TAGWATCH_METRICS_PORT", f"different from PORT ({settings.port}) or 0")
@@ -130,8 +142,37 @@ def _database_url(env: Mapping[str, str]) -> str | None:
     return raw
 
 
+def _sources(env: Mapping[str, str], default: str) -> tuple[str, tuple[str, ...]]:
+    """TAGWATCH_SOURCES (or its one-source alias TAGWATCH_SOURCE): the variable read and the names."""
+    raw = env.get("TAGWATCH_SOURCES", "").strip()
+    alias = _choice(env, "TAGWATCH_SOURCE", SOURCE_NAMES, "") or None
+    if not raw:
+        return ("TAGWATCH_SOURCE", (alias,)) if alias else ("TAGWATCH_SOURCES", (default,))
+    expected = "a comma-separated list of " + ", ".join(SOURCE_NAMES) + ", each named once"
+    names = tuple(part.strip().lower() for part in raw.split(","))
+    if not all(names) or any(name not in SOURCE_NAMES for name in names) or len(set(names)) < len(names):
+        raise ConfigError("TAGWATCH_SOURCES", expected, raw)
+    if alias and names != (alias,):
+        raise ConfigError(
+            "TAGWATCH_SOURCES", f"the same as TAGWATCH_SOURCE={alias} when both are set (unset one)", raw
+        )
+    return "TAGWATCH_SOURCES", names
+
+
+def _check_credentials(variable: str, sources: tuple[str, ...], token: str | None, handle: object) -> None:
+    """A source that needs credentials is chosen only with them (Mastodon's tokens are optional)."""
+    if "x" in sources and not token:
+        raise ConfigError("X_BEARER_TOKEN", f"set when {variable} includes x (an X API v2 bearer token)")
+    if "bluesky" in sources and not handle:  # _feed_sources checked that a handle comes with a password
+        raise ConfigError(
+            "BLUESKY_HANDLE",
+            f"set with BLUESKY_APP_PASSWORD when {variable} includes bluesky"
+            " (an account and an app password)",
+        )
+
+
 def _feed_sources(env: Mapping[str, str]) -> dict[str, object]:
-    """The Mastodon and Bluesky settings (read by their clients; which sources run is chosen elsewhere)."""
+    """The Mastodon and Bluesky settings (read by their clients; TAGWATCH_SOURCES chooses which run)."""
     servers = _servers(env)
     handle, password = _optional(env, "BLUESKY_HANDLE"), _optional(env, "BLUESKY_APP_PASSWORD")
     if bool(handle) != bool(password):

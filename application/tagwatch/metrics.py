@@ -28,9 +28,11 @@ from prometheus_client import (
 
 from tagwatch import __version__
 
-SOURCES = ("x", "sample")
 RUN_OUTCOMES = ("success", "partial", "failed", "interrupted")
 PARTIAL_REASONS = ("errors", "missing_author", "missing_place")
+# Statuses the alerts watch per source (rate limited, refused): at 0 from the start, so that
+# increase() sees the first one and dashboards show a flat line rather than nothing.
+WATCHED_STATUSES = ("401", "402", "403", "429")
 UNMATCHED_ROUTE = "unmatched"
 
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests answered.", ["method", "route", "status"])
@@ -84,6 +86,11 @@ _COLLECTOR_METRICS: dict[str, Callable[[], Any]] = {
     "COLLECTION_RUNS": lambda: Counter(
         "tagwatch_collection_runs_total", "Collection runs by outcome.", ["outcome"]
     ),
+    "SOURCE_RUNS": lambda: Counter(
+        "tagwatch_source_runs_total",
+        "Each source's part of a collection run, by how it ended (success, partial, failed, interrupted).",
+        ["source", "outcome"],
+    ),
     "COLLECTION_DURATION": lambda: Histogram(
         "tagwatch_collection_duration_seconds",
         "Duration of one collection run over all tags.",
@@ -91,8 +98,8 @@ _COLLECTOR_METRICS: dict[str, Callable[[], Any]] = {
     ),
     "LAST_SUCCESS": lambda: Gauge(
         "tagwatch_last_successful_collection_timestamp_seconds",
-        "Unix time of the last successful collection of a tag (0 = never).",
-        ["tag"],
+        "Unix time of the last successful collection of a tag from a source (0 = never).",
+        ["tag", "source"],
         multiprocess_mode="max",
     ),
     "STORED_POSTS": lambda: Gauge(
@@ -118,21 +125,29 @@ def _collector(name: str) -> Any:
         return globals()[name]
 
 
-def precreate_collector(tags: Iterable[str]) -> None:
-    """Create the collector's bounded label combinations so its series exist at 0 before the first run."""
+def precreate_collector(tags: Iterable[str], sources: Iterable[str]) -> None:
+    """Create the collector's bounded label combinations, for every configured source, so that its
+    series exist at 0 before the first run (the rate-limit gauge is left out: 0 would mean "used up")."""
     tags = tuple(tags)
     BUILD_INFO.labels(version=__version__).set(1)
     for outcome in RUN_OUTCOMES:
         _collector("COLLECTION_RUNS").labels(outcome=outcome)
-    for source in SOURCES:
-        _collector("SOURCE_DURATION").labels(source=source)
-        for reason in PARTIAL_REASONS:
-            _collector("SOURCE_PARTIAL_ERRORS").labels(source=source, reason=reason)
-        for tag in tags:
-            _collector("POSTS_COLLECTED").labels(tag=tag, source=source)
-            _collector("POSTS_READ").labels(tag=tag, source=source)
+    for source in sources:
+        _precreate_source(source, tags)
+
+
+def _precreate_source(source: str, tags: tuple[str, ...]) -> None:
+    _collector("SOURCE_DURATION").labels(source=source)
+    for outcome in RUN_OUTCOMES:
+        _collector("SOURCE_RUNS").labels(source=source, outcome=outcome)
+    for status in WATCHED_STATUSES:
+        _collector("SOURCE_REQUESTS").labels(source=source, status=status)
+    for reason in PARTIAL_REASONS:
+        _collector("SOURCE_PARTIAL_ERRORS").labels(source=source, reason=reason)
     for tag in tags:
-        _collector("LAST_SUCCESS").labels(tag=tag)
+        _collector("POSTS_COLLECTED").labels(tag=tag, source=source)
+        _collector("POSTS_READ").labels(tag=tag, source=source)
+        _collector("LAST_SUCCESS").labels(tag=tag, source=source)
 
 
 def precreate_http(routes: Iterable[tuple[str, str]]) -> None:

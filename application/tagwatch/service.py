@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextlib import suppress
 
 from tagwatch import metrics, startup, store, timestamps
-from tagwatch.config import Settings
+from tagwatch.config import ConfigError, Settings
 from tagwatch.logs import event
 from tagwatch.signals import SignalWatch, signal_name
 
@@ -28,10 +28,11 @@ log = logging.getLogger("tagwatch.collector")
 EXIT_CODES = {"success": 0, "failed": 1, "partial": 3, "interrupted": 4}
 EXIT_LEASE_HELD = 5
 STOP_GRACE_SECONDS = 8.0
+COLLECTABLE = (("x",), ("sample",))  # the TAGWATCH_SOURCES values the collector runs today
 MAX_ERROR_BACKOFF_SECONDS = 60.0
 SAMPLE_NOTICE = (
     "Using the built-in SAMPLE source: these posts are generated, not real. To collect real posts from X, "
-    "set X_BEARER_TOKEN (and optionally TAGWATCH_SOURCE=x); X bills every post read, see README."
+    "set X_BEARER_TOKEN (and optionally TAGWATCH_SOURCES=x); X bills every post read, see README."
 )
 OUTCOMES = {
     "success": "every tag is done",
@@ -93,11 +94,24 @@ def build_collector(settings: Settings, conn: store.Connection, stop: threading.
     from tagwatch import geo
     from tagwatch.collector import Collector, build_client
 
+    check_sources(settings)
     if settings.source == "sample":
         log.warning(SAMPLE_NOTICE, extra=event("sample_source"))
-    metrics.precreate_collector(settings.tags)
+    metrics.precreate_collector(settings.tags, settings.sources)
     geo.resolve_country("Berlin")
     return Collector(settings, build_client(settings, sleep=stop.wait), conn=conn, should_stop=stop.is_set)
+
+
+def check_sources(settings: Settings) -> None:
+    """Exit 2 naming TAGWATCH_SOURCES unless the collector can run it: one source, x or sample.
+
+    Settings accept every source (the API and the page report them); the collector runs Mastodon,
+    Bluesky and several sources at once only once the store keeps posts and cursors per source.
+    """
+    if settings.sources not in COLLECTABLE:
+        reason = "the collector does not run mastodon, bluesky or several sources at once yet"
+        raw = ",".join(settings.sources)
+        startup.fail(ConfigError("TAGWATCH_SOURCES", "x or sample", raw, reason=reason))
 
 
 def _work(task: Callable[[], object], stop: threading.Event, signals: SignalWatch) -> bool:

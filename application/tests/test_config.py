@@ -42,6 +42,93 @@ def test_settings_source_defaults_to_x_when_a_token_is_set():
     assert Settings.from_env({"X_BEARER_TOKEN": "abc", "TAGWATCH_SOURCE": "sample"}).source == "sample"
 
 
+BLUESKY = {"BLUESKY_HANDLE": "me.bsky.social", "BLUESKY_APP_PASSWORD": "secret-app-pw"}
+
+
+@pytest.mark.parametrize(
+    ("env", "sources"),
+    [
+        ({}, ("sample",)),
+        ({"X_BEARER_TOKEN": "abc"}, ("x",)),
+        ({"TAGWATCH_SOURCES": " Mastodon , sample "}, ("mastodon", "sample")),
+        (
+            {"TAGWATCH_SOURCES": "bluesky,x,mastodon", "X_BEARER_TOKEN": "t"} | BLUESKY,
+            ("bluesky", "x", "mastodon"),
+        ),
+        ({"TAGWATCH_SOURCE": "mastodon"}, ("mastodon",)),
+        ({"TAGWATCH_SOURCE": "sample", "TAGWATCH_SOURCES": "sample"}, ("sample",)),
+        ({"TAGWATCH_SOURCES": "  "}, ("sample",)),
+    ],
+)
+def test_settings_sources_list_alias_and_default(env, sources):
+    settings = Settings.from_env(env)
+    assert settings.sources == sources
+    assert settings.source == sources[0]  # today's callers read the first source
+
+
+def test_settings_source_and_sources_stay_in_step_when_built_directly():
+    assert Settings(source="x").sources == ("x",)
+    assert Settings(sources=("mastodon", "sample")).source == "mastodon"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"TAGWATCH_SOURCES": "x,mastodn"},
+            "TAGWATCH_SOURCES must be a comma-separated list of x, mastodon, bluesky, sample, each named"
+            " once, got 'x,mastodn'",
+        ),
+        (
+            {"TAGWATCH_SOURCES": "sample,mastodon,SAMPLE"},
+            "TAGWATCH_SOURCES must be a comma-separated list of x, mastodon, bluesky, sample, each named"
+            " once, got 'sample,mastodon,SAMPLE'",
+        ),
+        (
+            {"TAGWATCH_SOURCES": ","},
+            "TAGWATCH_SOURCES must be a comma-separated list of x, mastodon, bluesky, sample, each named"
+            " once, got ','",
+        ),
+        (
+            {"TAGWATCH_SOURCES": "mastodon,,sample"},
+            "TAGWATCH_SOURCES must be a comma-separated list of x, mastodon, bluesky, sample, each named"
+            " once, got 'mastodon,,sample'",
+        ),
+        (
+            {"TAGWATCH_SOURCES": "mastodon,sample", "TAGWATCH_SOURCE": "sample"},
+            "TAGWATCH_SOURCES must be the same as TAGWATCH_SOURCE=sample when both are set (unset one),"
+            " got 'mastodon,sample'",
+        ),
+        (
+            {"TAGWATCH_SOURCE": "bluesky,x"},
+            "TAGWATCH_SOURCE must be one of x | mastodon | bluesky | sample, got 'bluesky,x'",
+        ),
+        (
+            {"TAGWATCH_SOURCES": "mastodon,x"},
+            "X_BEARER_TOKEN must be set when TAGWATCH_SOURCES includes x (an X API v2 bearer token)",
+        ),
+        (
+            {"TAGWATCH_SOURCE": "x"},
+            "X_BEARER_TOKEN must be set when TAGWATCH_SOURCE includes x (an X API v2 bearer token)",
+        ),
+        (
+            {"TAGWATCH_SOURCES": "bluesky"},
+            "BLUESKY_HANDLE must be set with BLUESKY_APP_PASSWORD when TAGWATCH_SOURCES includes bluesky"
+            " (an account and an app password)",
+        ),
+        (
+            {"TAGWATCH_SOURCES": "bluesky", "BLUESKY_HANDLE": "me.bsky.social"},
+            "BLUESKY_APP_PASSWORD must be set together with the other (a Bluesky handle and an app password)",
+        ),
+    ],
+)
+def test_settings_bad_sources_give_one_line_naming_the_variable(env, message):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(env)
+    assert str(raised.value) == message
+    assert raised.value.variable == message.split()[0]
+
+
 def test_settings_tags_accept_hash_case_spaces_and_duplicates():
     settings = Settings.from_env({"TAGWATCH_TAGS": " #DevOps, sre,,#sre , OAuth"})
     assert settings.tags == ("devops", "sre", "oauth")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 from processes import free_port, get, gunicorn_args, metric_total, running, tagwatch_env, wait_for
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from tagwatch import metrics
 
@@ -26,7 +29,7 @@ ROUTES = [
 
 
 def test_metrics_endpoint_content_type_and_precreated_series(client):
-    metrics.precreate_collector(("devops", "opentracing"))  # what `tagwatch collect` does at start
+    metrics.precreate_collector(("devops", "opentracing"), ("sample",))  # what `tagwatch collect` does
     response = client.get("/metrics")
     assert response.status_code == 200
     # 0.0.4, the text format every scraper parses (Metricbeat < 8.19.6 drops 1.0.0, beats#47272).
@@ -34,7 +37,7 @@ def test_metrics_endpoint_content_type_and_precreated_series(client):
     text = response.get_data(as_text=True)
     for tag in ("devops", "opentracing"):
         assert f'tagwatch_posts_collected_total{{source="sample",tag="{tag}"}} 0.0' in text
-        assert f'tagwatch_last_successful_collection_timestamp_seconds{{tag="{tag}"}}' in text
+        assert f'tagwatch_last_successful_collection_timestamp_seconds{{source="sample",tag="{tag}"}}' in text
     for outcome in ("success", "partial", "failed", "interrupted"):
         assert f'tagwatch_collection_runs_total{{outcome="{outcome}"}}' in text
     assert re.search(r'tagwatch_build_info\{version="[0-9.]+"\} 1\.0', text)
@@ -101,3 +104,76 @@ def test_api_metrics_never_expose_collector_series(tmp_path, db_path):
     for name in COLLECTOR_ONLY:
         assert name not in text, name
     assert metrics.COLLECTION_DURATION is metrics.COLLECTION_DURATION  # created once, on first use
+
+
+# Every collector series pre-created for one source: (metric sample name, label names besides source).
+PER_SOURCE_SERIES = {
+    "tagwatch_posts_collected_total": {"tag"},
+    "tagwatch_posts_read_total": {"tag"},
+    "tagwatch_last_successful_collection_timestamp_seconds": {"tag"},
+    "tagwatch_source_runs_total": {"outcome"},
+    "tagwatch_source_requests_total": {"status"},
+    "tagwatch_source_partial_errors_total": {"reason"},
+    "tagwatch_source_request_duration_seconds_count": set(),
+}
+
+
+def test_metrics_precreate_every_collector_series_per_configured_source(db_path):
+    """In a fresh process: every per-source series exists at 0 for each configured source, and only them."""
+    script = (
+        "from tagwatch import metrics\n"
+        "metrics.precreate_collector(('devops', 'sre'), ('mastodon', 'bluesky'))\n"
+        "print(metrics.render()[0].decode())\n"
+    )
+    env = tagwatch_env(db_path)
+    text = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    found: dict[str, set[tuple]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in PER_SOURCE_SERIES:
+                assert sample.value == 0, sample
+                found.setdefault(sample.name, set()).add(tuple(sorted(sample.labels.items())))
+    expected_values = {
+        "tag": ("devops", "sre"),
+        "outcome": metrics.RUN_OUTCOMES,
+        "status": metrics.WATCHED_STATUSES,
+        "reason": metrics.PARTIAL_REASONS,
+    }
+    for name, labels in PER_SOURCE_SERIES.items():
+        (other,) = labels or {None}
+        values = expected_values[other] if other else (None,)
+        expected = {
+            tuple(sorted({"source": source, **({other: value} if other else {})}.items()))
+            for source in ("mastodon", "bluesky")
+            for value in values
+        }
+        assert found.get(name) == expected, name
+    assert "tagwatch_source_rate_limit_remaining{" not in text  # 0 would read as "window used up"
+
+
+def test_metrics_a_run_sets_last_success_and_run_outcome_per_source(db_path):
+    from fakes import FAKE_BASE_URL, FakeXApi, RecordedSleep, fake_session, make_post, make_user
+
+    from tagwatch.collector import Collector
+    from tagwatch.config import Settings
+    from tagwatch.sources.x import XClient
+
+    def runs(outcome: str) -> float:
+        value = REGISTRY.get_sample_value("tagwatch_source_runs_total", {"source": "x", "outcome": outcome})
+        return value or 0.0
+
+    api = FakeXApi([make_post(101, ["metricstag"])], [make_user("u1", "alice", 5)])
+    settings = Settings(db_path=str(db_path), tags=("metricstag",), sources=("x",), x_bearer_token="t")
+    client = XClient(FAKE_BASE_URL, "t", session=fake_session(api), sleep=RecordedSleep(), clock=lambda: 0.0)
+    before = runs("success")
+    started = time.time()
+    assert Collector(settings, client).run_once().status == "success"
+    last = REGISTRY.get_sample_value(
+        "tagwatch_last_successful_collection_timestamp_seconds", {"tag": "metricstag", "source": "x"}
+    )
+    assert started <= last <= time.time()
+    assert runs("success") == before + 1
+    collected = {"tag": "metricstag", "source": "x"}
+    assert REGISTRY.get_sample_value("tagwatch_posts_collected_total", collected) == 1

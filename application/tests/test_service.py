@@ -56,6 +56,17 @@ def collect_once(db: Path, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.parametrize("sources", ["mastodon", "sample,mastodon"])
+def test_collect_sources_the_collector_cannot_run_yet_stop_start_up(tmp_path, sources):
+    done = collect_once(tmp_path / "c.db", TAGWATCH_SOURCES=sources)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "tagwatch: configuration error: TAGWATCH_SOURCES must be x or sample, got "
+        f"{sources!r} (the collector does not run mastodon, bluesky or several sources at once yet)"
+    ]
+    assert store.connect(tmp_path / "c.db").execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+
+
 def last_run(db: Path) -> dict:
     return store.connect(db).execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").one()._asdict()
 

@@ -17,12 +17,17 @@ import pytest
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
-from tagwatch.config import DEFAULT_TAGS
+from tagwatch.config import DEFAULT_TAGS, Settings
 from tagwatch.web import bp as web_bp
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 EMPTY_TEXT = "No posts collected yet — the collector is running; this page refreshes itself."
+SAMPLE_BANNER = "sample data — generated, not real posts"
+# The sources the fake site's settings name (real posts: no sample banner).
+FEED_SETTINGS = Settings(
+    sources=("mastodon", "bluesky"), mastodon_servers=("https://a.example", "http://b.example:8080")
+)
 
 TAGS = list(DEFAULT_TAGS)
 LANGS = ["en", "de", "fr", "es", "ja", "pt", "it", "nl", "sv", "pl"]
@@ -61,10 +66,11 @@ def _problem(status: int, title: str, detail: str, name: str, reason: str) -> Re
     return Response(json.dumps(body), status=status, mimetype="application/problem+json")
 
 
-def make_fake_app(variant: str) -> Flask:
+def make_fake_app(variant: str, settings: Settings = FEED_SETTINGS) -> Flask:
     """A tiny app with the page blueprint and canned API answers: "full" data, or "empty"/"zeros"."""
     # static_folder=None: the app's own /static rule would otherwise shadow the blueprint's.
     app = Flask(__name__, static_folder=None)
+    app.config["SETTINGS"] = settings
     app.register_blueprint(web_bp)
     full = variant == "full"
 
@@ -255,6 +261,22 @@ def test_web_index_serves_the_shell_and_assets():
         assert client.get(asset).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("sources", "line", "banner"),
+    [
+        (("sample",), "Sources: built-in sample", True),
+        (("x",), "Sources: X", False),
+        (("x", "sample"), "Sources: X, built-in sample", True),
+        (("mastodon", "bluesky"), "Sources: Mastodon (a.example, b.example:8080), Bluesky", False),
+    ],
+)
+def test_web_index_names_its_sources_and_flags_sample_data(sources, line, banner):
+    settings = Settings(sources=sources, mastodon_servers=FEED_SETTINGS.mastodon_servers)
+    html = make_fake_app("full", settings).test_client().get("/").get_data(as_text=True)
+    assert f'<p class="sub" id="sources">{line}</p>' in html
+    assert (SAMPLE_BANNER in html) is banner
+
+
 @pytest.mark.slow
 def test_web_page_draws_every_chart(site: str, watched: Watched):
     page = watched.page
@@ -291,6 +313,8 @@ def test_web_page_draws_every_chart(site: str, watched: Watched):
     assert watched.api_calls("/users/top") == [{"limit": ["10"]}]
     assert sorted(c["by"][0] for c in watched.api_calls("/tags/breakdown")) == ["country", "lang"]
     assert all(url.startswith((site, "data:")) for url in watched.urls)
+    assert page.locator("#sources").inner_text() == "Sources: Mastodon (a.example, b.example:8080), Bluesky"
+    assert page.get_by_text(SAMPLE_BANNER).count() == 0
     _shoot(page, "page.png")
 
     page.get_by_label("Country").check()
@@ -458,6 +482,9 @@ def test_web_page_with_the_real_api_and_sample_data(real_site: str, watched: Wat
     assert len(points.split()) >= 24 * 6  # a week of hours, zero hours included
     assert page.locator("#heat-table tbody tr").count() == 10
     assert page.locator("#tags-status tbody tr").count() == 10
+    assert page.get_by_role("note").inner_text() == SAMPLE_BANNER
+    assert page.get_by_text(SAMPLE_BANNER).is_visible()
+    assert page.locator("#sources").inner_text() == "Sources: built-in sample"
     _shoot(page, "page-real.png")
     watched.assert_clean()
 

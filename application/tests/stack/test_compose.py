@@ -59,7 +59,7 @@ REQUIRED_MESSAGE = "must be set in .env (make env creates it)"
 APP_VARIABLES = {
     "TAGWATCH_TAGS": "openbanking,remediation,devops,sre,microservices,observability,oauth,metrics,"
     "logmonitoring,opentracing",
-    "TAGWATCH_SOURCE": "",
+    "TAGWATCH_SOURCES": "",
     "X_BEARER_TOKEN": "",
     "X_API_BASE_URL": "https://api.x.com",
     "TAGWATCH_MAX_POSTS_PER_TAG": "100",

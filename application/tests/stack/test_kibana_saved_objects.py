@@ -42,6 +42,7 @@ EXPECTED_PANELS = {
         "Request latency percentiles (event.duration)",
         "Top routes",
         "Collector events per tag",
+        "Collector events per source",
         "Rate-limit waits",
         "Log lines by level",
     },
@@ -54,6 +55,8 @@ EXPECTED_PANELS = {
         "Time since the last successful run",
         "Collection runs by outcome",
         "Request rate per API container (req/s)",
+        "New posts per source",
+        "Runs per source by outcome",
     },
 }
 # Metadata Metricbeat's Docker autodiscover adds to every event of a discovered container
@@ -429,3 +432,30 @@ def test_observability_doc_explains_every_panel() -> None:
     for titles in EXPECTED_PANELS.values():
         for title in titles:
             assert title in text, f"docs/observability.md does not describe {title!r}"
+
+
+# Collection panels that tell the sources apart (issue 13), by the field that carries the source.
+SOURCE_SPLITS = {
+    "New posts per source": "prometheus.labels.source",
+    "Runs per source by outcome": "prometheus.labels.source",
+    "Time since the last successful run": "prometheus.labels.source",
+    "Collector events per source": "tagwatch.source",
+}
+
+
+@pytest.mark.parametrize(("title", "field"), SOURCE_SPLITS.items())
+def test_collection_panels_break_down_by_source(title: str, field: str) -> None:
+    (attributes,) = [p["embeddableConfig"]["attributes"] for _, p in lens_panels() if p["title"] == title]
+    terms = [
+        c
+        for layer in layers(attributes).values()
+        for c in layer["columns"].values()
+        if c["isBucketed"] and c["operationType"] == "terms"
+    ]
+    (source,) = [c for c in terms if c["sourceField"] == field]
+    assert source["params"]["size"] >= 4  # x, mastodon, bluesky, sample
+    if field == "tagwatch.source":
+        assert isinstance(log_fields()[field], str)  # the collector's lines carry it
+    else:
+        for metric in aggregated_metric_fields(attributes):
+            assert "source" in metric_labels()[metric.split(".")[1]], metric

@@ -27,6 +27,7 @@ CONTRACT_COUNTERS = {
     "tagwatch_posts_read_total",
     "tagwatch_source_requests_total",
     "tagwatch_collection_runs_total",
+    "tagwatch_source_runs_total",
 }
 CONTRACT_GAUGES = {
     "http_requests_in_progress",

@@ -43,6 +43,7 @@ CONTRACT_METRICS = frozenset(
         "tagwatch_source_rate_limit_remaining",
         "tagwatch_source_partial_errors_total",
         "tagwatch_collection_runs_total",
+        "tagwatch_source_runs_total",
         "tagwatch_collection_duration_seconds_bucket",
         "tagwatch_collection_duration_seconds_count",
         "tagwatch_collection_duration_seconds_sum",
