@@ -226,8 +226,8 @@ def test_collector_crash_inside_a_page_transaction_rolls_it_back(tmp_path, monke
 
     original, calls = store.save_cursor, itertools.count(1)
 
-    def failing_save_cursor(conn, tag, cursor):
-        original(conn, tag, cursor)
+    def failing_save_cursor(conn, tag, cursor, source="x"):
+        original(conn, tag, cursor, source)
         if next(calls) == fail_on_cursor_write:
             raise Crash()
 

@@ -196,7 +196,7 @@ def test_init_db_migrates_a_version_1_database_in_place(tmp_path):
     conn = legacy_schema.build(path, version=1)
     conn.execute("INSERT INTO lease(name, run_id, holder, expires_at) VALUES ('collect', 1, 'h:1', 5)")
     conn.close()
-    assert store.init_db(path) == store.SCHEMA_VERSION == 2
+    assert store.init_db(path) == store.SCHEMA_VERSION == 3
     migrated = store.connect(path)
     assert tuple(migrated.execute("SELECT host, pid FROM lease").fetchone()) == (None, None)
     assert store.live_lease(migrated, now=1.0).holder == "h:1"  # no host recorded: the TTL decides
