@@ -20,13 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from backends import settings_on
 from fakes import FakeXApi, FixedClock, RecordedSleep, Scripted, make_post, make_user, serve_fake_x
 from test_aggregates import EQUIVALENT_SQL
 from test_collector import snapshot
 
 from tagwatch import store
 from tagwatch.collector import Collector
-from tagwatch.config import Settings
 from tagwatch.sources.x import RetryPolicy, XClient
 
 TAGS = ("devops", "sre", "oauth")
@@ -292,7 +292,7 @@ def truth(tmp_path_factory) -> dict:
 
 
 def collector(path, base_url: str, clock: FixedClock, sleep: RecordedSleep | None = None) -> Collector:
-    settings = Settings(db_path=str(path), tags=TAGS, source="x", x_bearer_token="t", max_posts_per_tag=1000)
+    settings = settings_on(path, tags=TAGS, source="x", x_bearer_token="t", max_posts_per_tag=1000)
     client = XClient(
         base_url, "t", policy=POLICY, sleep=sleep or RecordedSleep(clock), clock=clock, monotonic=clock
     )
