@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import secrets
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from backends import pg_database
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -104,17 +105,27 @@ def pg_server() -> str:
     return PG_SERVER
 
 
+@pytest.fixture(scope="session")
+def pg_template(pg_server: str) -> Iterator[str]:
+    """A database migrated to head once per session; each test's database is a copy (fast)."""
+    with pg_database(pg_server) as url:
+        store.init_db(url)
+        database.dispose_all()  # a template must have no connections when it is copied
+        yield database.parse_url(url).database
+
+
 @pytest.fixture
-def pg_url(pg_server: str) -> str:
+def pg_url(pg_server: str) -> Iterator[str]:
     """A new, empty database of its own (dropped afterwards) on the test server."""
-    name = f"tw_{secrets.token_hex(6)}"
-    with psycopg.connect(pg_server, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'")
-    url = database.parse_url(pg_server).set(database=name).render_as_string(hide_password=False)
-    yield url
-    database.dispose_all()
-    with psycopg.connect(pg_server, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with pg_database(pg_server) as url:
+        yield url
+
+
+@pytest.fixture
+def pg_migrated_url(pg_server: str, pg_template: str) -> Iterator[str]:
+    """A new database at the schema's head, copied from the session's template."""
+    with pg_database(pg_server, pg_template) as url:
+        yield url
 
 
 @pytest.fixture
@@ -132,10 +143,13 @@ def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def db_path(backend: str, db_url: str, tmp_path: Path) -> Path | str:
+def db_path(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Path | str:
     """A freshly initialised database: its file on SQLite, its URL on PostgreSQL."""
-    store.init_db(db_url)
-    return tmp_path / "tagwatch.db" if backend == "sqlite" else db_url
+    if backend == "postgresql":
+        return request.getfixturevalue("pg_migrated_url")
+    path = tmp_path / "tagwatch.db"
+    store.init_db(path)
+    return path
 
 
 @pytest.fixture

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from backends import fresh_store
 from fakes import make_post, make_user
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -159,10 +158,10 @@ EQUIVALENT_SQL = {
             JOIN post_tags pt ON pt.post_id = p.id GROUP BY 1, 2, 3""",
     "SELECT user_id, tag, posts, followers, username FROM agg_user": """
         SELECT p.author_id, '', count(*), u.followers, u.username FROM posts p
-            JOIN users u ON u.id = p.author_id GROUP BY p.author_id
+            JOIN users u ON u.id = p.author_id GROUP BY p.author_id, u.followers, u.username
         UNION ALL SELECT p.author_id, pt.tag, count(*), u.followers, u.username FROM posts p
             JOIN post_tags pt ON pt.post_id = p.id JOIN users u ON u.id = p.author_id
-            GROUP BY p.author_id, pt.tag""",
+            GROUP BY p.author_id, pt.tag, u.followers, u.username""",
     "SELECT tag, posts, newest_ts FROM agg_tag": """
         SELECT '', count(*), max(created_ts) FROM posts HAVING count(*) > 0
         UNION ALL SELECT pt.tag, count(*), max(p.created_ts) FROM posts p
@@ -227,13 +226,15 @@ def brute_breakdown(conn: sqlite3.Connection, by: tuple[str, ...]) -> list[dict]
     return [{"tag": key[0], **dict(zip(by, key[1:], strict=True)), "count": n} for key, n in ordered]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],  # backend: a name
+)
 @given(pages=scenarios(), data=st.data())
-def test_aggregates_equal_group_by_and_per_post_hours(pages, data):
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "t.db"
-        store.init_db(path)
-        conn = store.connect(path)
+def test_aggregates_equal_group_by_and_per_post_hours(backend, request, pages, data):
+    with fresh_store(request) as url:
+        conn = store.connect(url)
         try:
             store_pages(conn, pages)
             check_database(conn, Model.of(pages), data)
