@@ -1,4 +1,4 @@
-"""The `tagwatch` command: run, serve, collect, init-db, seed.
+"""The `tagwatch` command: run, serve, collect, init-db, seed, migrate-data.
 
 Configuration comes only from the environment; every command checks it, the database and the ports it
 binds before doing any work, and stops with exit code 2 and one line naming the variable (tagwatch.startup).
@@ -14,7 +14,7 @@ import time
 
 import click
 
-from tagwatch import startup
+from tagwatch import database, migrate, startup
 from tagwatch.config import address
 from tagwatch.logs import event
 from tagwatch.seed import MAX_POSTS
@@ -35,6 +35,33 @@ def init_db() -> None:
     settings = startup.prepare(database=False)
     version = startup.open_database(settings)
     log.info("database %s is at schema version %d", settings.db_shown, version, extra=event("init_db"))
+
+
+@main.command("migrate-data")
+@click.option("--from", "source", required=True, help="The store to copy, e.g. sqlite:///data/tagwatch.db.")
+@click.option(
+    "--to", "target", required=True, help="The store to fill, e.g. postgresql://user:pw@host:5432/db."
+)
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=5000, show_default=True)
+def migrate_data(source: str, target: str, batch_size: int) -> None:
+    """Copy a store into another (resumable: run it again after an interruption), then verify counts and
+    aggregates. Exit codes: 0 copied and verified, 1 verification found a difference, 2 a bad URL or a
+    store that cannot be reached. Stop the collector first."""
+    startup.prepare(database=False)
+    source_conn, target_conn = startup.open_stores(source, target)
+    with source_conn, target_conn:
+        total = migrate.total_rows(source_conn)
+        with click.progressbar(length=total, label="copying", file=sys.stderr) as bar:
+            migrate.copy(source_conn, target_conn, batch_size, bar.update)
+        mismatches = migrate.verify(source_conn, target_conn)
+    for mismatch in mismatches:
+        message = f"mismatch in {mismatch.table}: source {mismatch.source}, target {mismatch.target}"
+        click.echo(message, err=True)
+    shown = database.masked(target)
+    if mismatches:
+        log.error("migrate-data: %s differs from the source", shown, extra=event("migrate_data_failed"))
+        sys.exit(migrate.EXIT_MISMATCH)
+    log.info("migrate-data: %s holds a verified copy", shown, extra=event("migrate_data"))
 
 
 @main.command()

@@ -137,8 +137,7 @@ def _database_url(env: Mapping[str, str]) -> str | None:
     try:
         database.parse_url(raw)
     except database.BadDatabaseUrl as exc:
-        expected = "sqlite:///path or postgresql://user:password@host:port/db"
-        raise ConfigError("TAGWATCH_DATABASE_URL", expected, reason=str(exc)) from None
+        raise ConfigError("TAGWATCH_DATABASE_URL", database.URL_FORM, reason=str(exc)) from None
     return raw
 
 

@@ -28,6 +28,7 @@ WRITER_LOCK = 0x7461_6777  # "tagw"
 #: pg_advisory_lock key held while the schema migrates (concurrent `tagwatch init-db`)
 MIGRATION_LOCK = 0x7461_676D  # "tagm"
 DB_ERRORS = (sa.exc.SQLAlchemyError,)
+URL_FORM = "sqlite:///path or postgresql://user:password@host:port/db"
 _PLACEHOLDER = re.compile(r"\?")
 
 
@@ -100,7 +101,9 @@ def engine(target: str | Path | URL, **options: Any) -> sa.Engine:
         return found
 
 
-def _create_engine(url: URL, statement_timeout_ms: int | None = None, pool_size: int = 4) -> sa.Engine:
+def _create_engine(
+    url: URL, statement_timeout_ms: int | None = None, pool_size: int = 4, readonly: bool = False
+) -> sa.Engine:
     if url.get_backend_name() == SQLITE:
         created = sa.create_engine(
             url,
@@ -110,14 +113,15 @@ def _create_engine(url: URL, statement_timeout_ms: int | None = None, pool_size:
         )
         sa.event.listen(created, "connect", _sqlite_pragmas)
         return created
-    connect_args: dict[str, Any] = {"connect_timeout": 5}
-    if statement_timeout_ms:
-        connect_args["options"] = f"-c statement_timeout={int(statement_timeout_ms)}"
+    options = [f"-c statement_timeout={int(statement_timeout_ms)}"] if statement_timeout_ms else []
+    if readonly:
+        options.append("-c default_transaction_read_only=on")
+    connect_args: dict[str, Any] = {"connect_timeout": 5, "options": " ".join(options)}
     return sa.create_engine(
         url,
         isolation_level="AUTOCOMMIT",
         pool_size=pool_size,
-        max_overflow=8,
+        max_overflow=4,
         pool_timeout=5,
         pool_pre_ping=True,
         connect_args=connect_args,
@@ -165,6 +169,7 @@ class Connection:
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> CursorResult:
         """Run one statement; rows support index, unpacking and attribute access (`row.id`)."""
+        self._reconnect_if_lost()
         with _short_errors():
             return self.sa.execute(_text(sql), _binds(params))
 
@@ -172,12 +177,21 @@ class Connection:
         """Run one statement for each parameter row (nothing for none)."""
         batch = [_binds(row) for row in rows]
         if batch:
+            self._reconnect_if_lost()
             with _short_errors():
                 self.sa.execute(_text(sql), batch)
+
+    def _reconnect_if_lost(self) -> None:
+        """After the server dropped the connection (restart, pg_terminate_backend) SQLAlchemy has
+        invalidated it; a long-lived connection (the collector's) takes a new one on its next statement."""
+        if self.sa.invalidated:
+            self.sa.rollback()
 
     @property
     def in_transaction(self) -> bool:
         """Whether a transaction is open on the server side (after an error it may be gone)."""
+        if self.sa.invalidated:
+            return False
         raw = self.sa.connection.dbapi_connection
         if self.is_postgresql:
             return raw.info.transaction_status != 0  # psycopg's pq.TransactionStatus.IDLE
@@ -206,11 +220,11 @@ def _short_errors() -> Iterator[None]:
 
 def connect(target: str | Path | URL, readonly: bool = False) -> Connection:
     """An autocommit connection (transactions are explicit); `readonly` refuses writes."""
-    conn = Connection(engine(target).connect())
+    url = target if isinstance(target, URL) else as_url(target)
+    pg_readonly = readonly and url.get_backend_name() == POSTGRESQL
+    conn = Connection((engine(url, readonly=True) if pg_readonly else engine(url)).connect())
     try:
-        if readonly and conn.is_postgresql:
-            conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-        elif readonly:
+        if readonly and not pg_readonly:
             conn.execute("PRAGMA query_only = ON")
     except BaseException:
         conn.close()

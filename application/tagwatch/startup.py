@@ -12,9 +12,9 @@ import socket
 import sys
 from typing import NoReturn
 
-from tagwatch import store
+from tagwatch import database, store
 from tagwatch.config import ConfigError, Settings
-from tagwatch.database import DB_ERRORS
+from tagwatch.database import DB_ERRORS, Connection
 from tagwatch.logs import configure_logging, event
 
 EXIT_STARTUP = 2
@@ -49,14 +49,19 @@ def prepare(database: bool = True) -> Settings:
     return settings
 
 
+def _reason(exc: BaseException) -> str:
+    """The first line of the OS's or the driver's message (never SQL, never a password)."""
+    reason = getattr(exc, "strerror", None) or str(getattr(exc, "orig", None) or exc).strip()
+    return reason.splitlines()[0] if reason else type(exc).__name__
+
+
 def open_database(settings: Settings) -> int:
     """Create or migrate the schema; an unusable TAGWATCH_DB (a directory, under /proc, …) or an
     unreachable TAGWATCH_DATABASE_URL exits 2 with one line (the URL's password masked)."""
     try:
         return store.init_db(settings.db_url)
     except (OSError, *DB_ERRORS) as exc:
-        reason = getattr(exc, "strerror", None) or str(getattr(exc, "orig", None) or exc).strip()
-        reason = reason.splitlines()[0] if reason else type(exc).__name__
+        reason = _reason(exc)
         if settings.database_url:
             variable, got = "TAGWATCH_DATABASE_URL", settings.db_shown
             expected = "a database tagwatch can reach"
@@ -64,6 +69,24 @@ def open_database(settings: Settings) -> int:
             variable, got = "TAGWATCH_DB", settings.db_path
             expected = "a SQLite database file tagwatch can create and write"
         fail(ConfigError(variable, expected, got, reason=reason))
+
+
+def open_stores(source: str, target: str) -> tuple[Connection, Connection]:
+    """migrate-data's two stores: the source as it is, the target migrated to head; exit 2 naming the
+    option (--from/--to) when one is not a database URL or cannot be reached."""
+    conns = []
+    for option, url in (("--from", source), ("--to", target)):
+        try:
+            parsed = database.parse_url(url)
+            if option == "--to":
+                store.init_db(parsed)
+            conns.append(database.connect(parsed))
+        except database.BadDatabaseUrl as exc:
+            fail(ConfigError(option, database.URL_FORM, reason=str(exc)))
+        except (OSError, *DB_ERRORS) as exc:
+            shown = database.masked(url)
+            fail(ConfigError(option, "a database tagwatch can reach", shown, reason=_reason(exc)))
+    return conns[0], conns[1]
 
 
 def check_port(host: str, port: int, variable: str) -> None:

@@ -154,6 +154,7 @@ def test_scheduled_run_beginning_first_turns_the_request_into_409(api, conn, db_
     assert store.get_run_request(conn, 1).status == "withdrawn"
 
 
+@pytest.mark.sqlite_only  # database files
 def test_collect_on_a_missing_or_broken_database_is_503(small, tmp_path, conn):
     store.beat(conn, "h:1", "t")
     missing = create_app(replace(small, db_path=str(tmp_path / "none.db"))).test_client()

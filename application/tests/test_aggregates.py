@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from backends import fresh_store
 from fakes import make_post, make_user
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -245,13 +244,15 @@ def brute_breakdown(conn: sqlite3.Connection, by: tuple[str, ...], sources=None)
     return [{"tag": key[0], **dict(zip(by, key[1:], strict=True)), "count": n} for key, n in ordered]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],  # backend: a name
+)
 @given(pages=scenarios(), data=st.data())
-def test_aggregates_equal_group_by_and_per_post_hours(pages, data):
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "t.db"
-        store.init_db(path)
-        conn = store.connect(path)
+def test_aggregates_equal_group_by_and_per_post_hours(backend, request, pages, data):
+    with fresh_store(request) as url:
+        conn = store.connect(url)
         try:
             store_pages(conn, pages)
             check_database(conn, Model.of(pages), data)

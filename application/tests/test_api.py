@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dataset
 import pytest
+from backends import settings_on
 
 from tagwatch import aggregates, store
 from tagwatch.app import create_app
@@ -459,7 +460,7 @@ def test_collect_rejects_a_wrong_token(client):
 
 
 def test_collect_disabled_without_admin_token(db_path):
-    client = create_app(Settings(db_path=str(db_path))).test_client()
+    client = create_app(settings_on(db_path)).test_client()
     assert_problem(client.post("/api/v1/collect", headers=BEARER), 503, "admin-disabled")
 
 
@@ -611,7 +612,7 @@ def test_healthz(client):
 
 
 def _readyz(path: Path) -> tuple[int, dict]:
-    response = create_app(Settings(db_path=str(path))).test_client().get("/readyz")
+    response = create_app(settings_on(path)).test_client().get("/readyz")
     return response.status_code, response.get_json()
 
 

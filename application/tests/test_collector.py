@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from backends import settings_on
 from fakes import (
     FAKE_BASE_URL,
     NOW,
@@ -46,9 +47,7 @@ def corpus() -> FakeXApi:
 
 
 def make_collector(db_path, api: FakeXApi, budget: int = 1000, conn=None) -> Collector:
-    settings = Settings(
-        db_path=str(db_path), tags=TAGS, source="x", x_bearer_token="t", max_posts_per_tag=budget
-    )
+    settings = settings_on(db_path, tags=TAGS, source="x", x_bearer_token="t", max_posts_per_tag=budget)
     client = XClient(FAKE_BASE_URL, "t", session=fake_session(api), sleep=RecordedSleep(), clock=lambda: 0.0)
     return Collector(settings, client, conn=conn)
 
@@ -328,6 +327,7 @@ def run_tags(conn, run_id: int) -> dict[str, tuple]:
     return {tag: (status, requests) for tag, status, requests in rows}
 
 
+@pytest.mark.sqlite_only  # compares with a second database file beside it
 def test_collector_stop_mid_pagination_is_interrupted_and_resumes_exactly(db_path, caplog):
     api = corpus()
     collector = make_collector(db_path, api)
@@ -558,6 +558,7 @@ def test_collector_any_exception_fails_the_run_with_one_error_line_and_the_next_
     assert make_collector(db_path, api).run_once().status == "success"
 
 
+@pytest.mark.sqlite_only  # PRAGMA max_page_count
 def test_collector_disk_full_is_a_clean_failed_run_and_the_database_stays_intact(db_path, caplog):
     api = FakeXApi([make_post(100 + i, ["devops"], text="long " * 600) for i in range(10)], USERS)
     conn = store.connect(db_path)
@@ -632,7 +633,7 @@ def test_collector_that_cannot_even_record_a_run_fails_with_one_line_and_returns
         False,
         "failed",
         None,
-        "OperationalError",
+        "OperationalError" if str(db_path).endswith(".db") else "InternalError",  # PG: ReadOnlySqlTransaction
     )
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [getattr(r, "event.action") for r in errors] == ["run_failed"]

@@ -4,16 +4,12 @@ aggregates equal a plain GROUP BY over the posts."""
 
 from __future__ import annotations
 
-import secrets
-
-import psycopg
 import pytest
 from alembic import command
 from test_aggregates import EQUIVALENT_SQL
 
 from tagwatch import database, schema, store
 
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 #: two runs: an x run (10:00-10:05) then a sample run (11:00-11:05); a post collected at 09:00 predates both
 RUNS = (
     (1, "2026-01-01T10:00:00Z", "2026-01-01T10:05:00Z", "x", "success"),
@@ -27,21 +23,10 @@ POSTS = (  # id, collected_at, author, lang, country, tags
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield database.sqlite_url(tmp_path / "v2.db")
-        return
-    name = f"tw_{secrets.token_hex(6)}"
-    try:
-        with psycopg.connect(PG_SERVER, autocommit=True, connect_timeout=3) as admin:
-            admin.execute(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'")
-    except psycopg.Error as exc:
-        pytest.skip(f"no PostgreSQL at {PG_SERVER}: {exc}")
-    yield database.parse_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
-    database.dispose_all()
-    with psycopg.connect(PG_SERVER, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+@pytest.fixture
+def url(db_url: str) -> str:
+    """An empty database of the backend (conftest's both-backends fixture)."""
+    return db_url
 
 
 def make_version_2(url: str) -> None:

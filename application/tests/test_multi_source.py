@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from prometheus_client import REGISTRY
+from backends import settings_on
 from fakes import NOW, FakeXApi, FixedClock, RecordedSleep, Scripted, make_post, make_user, serve_fake_x
 from fakes_bluesky import FakeBluesky, profile, serve_bluesky
 from fakes_bluesky import post as bsky_post
 from fakes_mastodon import Author, FakeMastodon, serve_mastodon, toot
+from prometheus_client import REGISTRY
 
 from tagwatch import aggregates, sources
 from tagwatch.collector import Collector, RunResult
@@ -104,7 +105,7 @@ def bluesky():
 
 
 def settings_for(db_path, *names: str) -> Settings:
-    return Settings(db_path=str(db_path), tags=TAGS, sources=names, max_posts_per_tag=1000)
+    return settings_on(db_path, tags=TAGS, sources=names, max_posts_per_tag=1000)
 
 
 def stored(conn, source: str) -> dict[str, tuple]:
@@ -273,7 +274,9 @@ def test_all_sources_in_one_run_each_with_its_own_figures(db_path, conn, mastodo
     lines = [line for line in json_lines() if line["event.dataset"] == "tagwatch.collector"]
     stored = {line["tagwatch.source"] for line in lines if line.get("event.action") == "page_stored"}
     assert stored == {"x", "mastodon", "bluesky", "sample"}
-    assert all(line.get("tagwatch.source") for line in lines), [l for l in lines if not l.get("tagwatch.source")]
+    assert all(line.get("tagwatch.source") for line in lines), [
+        line for line in lines if not line.get("tagwatch.source")
+    ]
     assert {line["tagwatch.source"] for line in lines if line["event.action"] == "run_finished"} == {
         "x,mastodon,bluesky,sample"
     }

@@ -101,6 +101,7 @@ def test_withdraw_only_takes_back_an_unclaimed_request(conn):
     assert store.get_run_request(conn, second).status == "claimed"
 
 
+@pytest.mark.sqlite_only  # PRAGMA data_version
 def test_idle_claim_writes_nothing(conn, db_path):
     reader = store.connect(db_path)
     before = reader.execute("PRAGMA data_version").fetchone()[0]

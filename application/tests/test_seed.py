@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from backends import settings_env
 from processes import descendants, start
 
 from tagwatch import store
@@ -21,7 +22,7 @@ NOW = 1_795_000_000.0
 
 
 def seed(db: Path, count: int) -> subprocess.CompletedProcess:
-    env = {"PATH": "/usr/bin:/bin", "TAGWATCH_DB": str(db), "LOG_LEVEL": "INFO"}
+    env = {"PATH": "/usr/bin:/bin", **settings_env(db), "LOG_LEVEL": "INFO"}
     return subprocess.run(
         [sys.executable, "-m", "tagwatch", "seed", "--posts", str(count)],
         env=env,
@@ -50,8 +51,8 @@ def test_seed_pages_make_exactly_n_unique_posts_beyond_4096_per_slot(monkeypatch
     assert sample.LIVE_WORKER not in workers and workers == {sample.SEED_WORKER, sample.SEED_WORKER + 1}
 
 
-def test_seed_twice_reports_only_the_posts_that_are_new(tmp_path):
-    db = tmp_path / "s.db"
+def test_seed_twice_reports_only_the_posts_that_are_new(db_url):
+    db = db_url.removeprefix("sqlite:///")
     first = seed(db, 2000)
     assert first.returncode == 0, first.stderr
     assert (reported(first)["tagwatch.posts"], reported(first)["tagwatch.posts_new"]) == (2000, 2000)

@@ -200,3 +200,38 @@ def test_init_db_migrates_a_version_1_database_in_place(tmp_path):
     migrated = store.connect(path)
     assert tuple(migrated.execute("SELECT host, pid FROM lease").fetchone()) == (None, None)
     assert store.live_lease(migrated, now=1.0).holder == "h:1"  # no host recorded: the TTL decides
+
+
+def test_init_db_upgrades_a_previous_release_database_in_place(tmp_path):
+    """A database the release before Alembic made (user_version 2, no alembic_version) keeps its rows."""
+    path = tmp_path / "previous.db"
+    old = legacy_schema.build(path)
+    old.execute("INSERT INTO posts(id, created_at, created_ts, text, collected_at) VALUES (7, '', 1, '', '')")
+    old.execute("INSERT INTO agg_tag(tag, posts, newest_ts) VALUES ('', 1, 1)")
+    old.close()
+    assert store.init_db(path) == store.SCHEMA_VERSION
+    conn = store.connect(path)
+    assert conn.execute("SELECT id FROM posts").scalars().all() == [7]
+    assert conn.execute("SELECT version_num FROM alembic_version").scalar_one() == "0002"
+    assert conn.execute("PRAGMA user_version").scalar_one() == 2
+    with store.transaction(conn):  # the new revision's counter works on the old data
+        conn.execute("UPDATE agg_tag SET posts = posts + 1")
+    assert conn.execute("SELECT version FROM data_version").scalar_one() == 1
+
+
+def test_init_db_upgrades_revision_1_in_place_and_is_idempotent(db_url):
+    """Both backends: a database at revision 0001 with data upgrades to head and keeps every row."""
+    from alembic import command
+
+    from tagwatch import database, schema
+
+    conn = database.connect(db_url)
+    if not conn.is_postgresql:
+        conn.execute("PRAGMA journal_mode = WAL")
+    command.upgrade(schema._config(conn), "0001")
+    conn.execute("INSERT INTO runs(started_at, source, trigger, status) VALUES ('s', 'x', 'manual', 'ok')")
+    assert store.schema_version(conn) == 1
+    assert store.init_db(db_url) == store.init_db(db_url) == store.SCHEMA_VERSION
+    assert conn.execute("SELECT count(*) FROM runs").scalar_one() == 1
+    assert store.schema_version(conn) == store.SCHEMA_VERSION
+    conn.close()

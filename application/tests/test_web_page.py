@@ -367,7 +367,9 @@ def test_web_page_source_filter_lists_the_sources_and_changes_requests(site: str
     with page.expect_response(lambda r: "/api/v1/users/top" in r.url and "source=mastodon" in r.url):
         page.select_option("#source-select", "mastodon")
     mastodon_users = USERS[::2][:10]
-    page.wait_for_function(f"document.querySelectorAll('#users-chart rect.bar').length === {len(mastodon_users)}")
+    page.wait_for_function(
+        f"document.querySelectorAll('#users-chart rect.bar').length === {len(mastodon_users)}"
+    )
 
     new_calls = [urlsplit(u) for u in watched.urls[before:]]
     for path in DATA_ENDPOINTS:

@@ -1,10 +1,12 @@
 """A per-worker response cache for the summaries, invalidated by any commit to the database.
 
-SQLite's `PRAGMA data_version` changes whenever another connection commits, so one cheap pragma tells
-whether the collector stored anything since a response was built; between collection runs a summary
-costs a dictionary lookup whatever the data size. Entries are keyed by the validated, normalised
-parameters (junk or differently spelled parameters share one entry) and the total size is bounded in
-bytes per worker (TAGWATCH_API_CACHE_BYTES), least recently used first out.
+SQLite's `PRAGMA data_version` changes whenever another connection commits, and on PostgreSQL every write
+transaction bumps the `data_version` row (shared by every replica), so one cheap query tells whether the
+collector stored anything since a response was built (checked on every request, cache hit or not);
+between collection runs a summary costs that query and a dictionary lookup whatever the data size.
+Entries are keyed by the validated, normalised parameters (junk or differently spelled parameters share
+one entry) and the total size is bounded in bytes per worker (TAGWATCH_API_CACHE_BYTES), least recently
+used first out.
 """
 
 from __future__ import annotations
