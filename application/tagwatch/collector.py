@@ -144,7 +144,7 @@ class Collector:
             run_id,
             ", ".join(self.clients),
             len(self.settings.tags),
-            extra=event("run_started", run_id=run_id, sources=list(self.clients)),
+            extra=event("run_started", run_id=run_id),
         )
         result.sources = self._run_sources(run_id)
         failed = [part for part in result.sources if part.status == "failed"]
@@ -213,7 +213,6 @@ class Collector:
                 outcome=OUTCOMES[result.status],
                 run_id=result.run_id,
                 run_status=result.status,
-                sources={part.source: part.status for part in result.sources},
                 posts_read=sum(t.posts_read for t in tags),
                 posts_new=sum(t.posts_new for t in tags),
                 requests=sum(t.requests for t in tags),

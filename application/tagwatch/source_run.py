@@ -468,6 +468,13 @@ class SourceRun:
                 extra=event("source_record_failed", run_id=self.run_id, source=self.source),
             )
         metrics.SOURCE_RUNS.labels(source=self.source, outcome=result.status).inc()
+        log.info(
+            "%s's part of run %s finished: %s",
+            self.source,
+            self.run_id,
+            result.status,
+            extra=event("source_finished", run_id=self.run_id, source=self.source, run_status=result.status),
+        )
 
 
 def run_status(result: SourceResult, tag_count: int) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
+import time
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -14,7 +16,7 @@ from backends import settings_on
 from fakes import NOW, FakeXApi, FixedClock, RecordedSleep, Scripted, make_post, make_user, serve_fake_x
 from fakes_bluesky import FakeBluesky, profile, serve_bluesky
 from fakes_bluesky import post as bsky_post
-from fakes_mastodon import Author, FakeMastodon, serve_mastodon, toot
+from fakes_mastodon import Author, FakeMastodon, rate_limited, serve_mastodon, toot
 from prometheus_client import REGISTRY
 
 from tagwatch import aggregates, sources
@@ -322,3 +324,39 @@ def test_each_source_counts_its_own_outcome_and_stored_posts(db_path, mastodon, 
         for source in ("x", "mastodon", "bluesky")
     }
     assert stored == {"x": 2.0, "mastodon": 0.0, "bluesky": 2.0}
+
+
+def test_a_stop_interrupts_every_source_promptly_while_one_waits(db_path, conn, mastodon, bluesky):
+    """Mastodon waits out a 429 (reset in 200 s) while the others collect; a stop ends that wait at once
+    and the run is `interrupted`, with what the others stored kept."""
+    stop = threading.Event()
+    for server in (mastodon.a, mastodon.b):
+        server.fault = lambda request, server=server: rate_limited(server, reset_in=200)
+    settings = settings_for(db_path, "mastodon", "bluesky")
+    servers = [MastodonServer(mastodon.a.base_url), MastodonServer(mastodon.b.base_url, TOKEN)]
+    waiting = MastodonClient(
+        servers, policy=POLICY, sleep=stop.wait, clock=mastodon.clock, monotonic=time.monotonic
+    )
+    collector = Collector(
+        settings, {"mastodon": waiting, "bluesky": bluesky.client()}, should_stop=stop.is_set
+    )
+    results = []
+    worker = threading.Thread(target=lambda: results.append(collector.run_once()))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while (
+        not conn.execute("SELECT count(*) FROM posts WHERE source = 'bluesky'").scalar()
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    time.sleep(0.3)  # Mastodon is in its wait by now
+    stopped = time.monotonic()
+    stop.set()
+    worker.join(5)
+    assert not worker.is_alive() and time.monotonic() - stopped < 2
+    [result] = results
+    assert result.status == "interrupted"
+    parts = {part.source: part.status for part in result.sources}
+    assert parts["mastodon"] == "interrupted"
+    assert conn.execute("SELECT count(*) FROM posts WHERE source = 'bluesky'").scalar() > 0
+    assert conn.execute("SELECT status FROM runs WHERE id = ?", (result.run_id,)).scalar() == "interrupted"

@@ -510,7 +510,7 @@ def real_site(tmp_path) -> Iterator[str]:
 
     path = tmp_path / "page.db"
     store.init_db(path)
-    settings = Settings(db_path=str(path), source="sample", max_posts_per_tag=300)
+    settings = Settings(db_path=str(path), sources=("sample",), max_posts_per_tag=300)
     clock = FixedClock(datetime.now(UTC).timestamp())
     client = XClient(
         SAMPLE_BASE_URL, "sample", source="sample", session=sample_session(SampleWorld(), clock), clock=clock,
