@@ -214,6 +214,30 @@ def test_bluesky_run_1_stores_what_was_served_run_2_reads_nothing_run_3_only_the
     ]
 
 
+def test_bluesky_summaries_equal_the_hand_computed_answer(db_path, conn, bluesky):
+    Collector(settings_for(db_path, "bluesky"), bluesky.client(), conn=conn).run_once()
+    only = ("bluesky",)
+    top = aggregates.top_users(conn, None, 5, only)
+    assert [(u["username"], u["followers"], u["posts"], u["tags"]) for u in top] == [
+        ("user1.bsky.social", 1500, 1, ["devops", "sre"]),
+        ("user2.bsky.social", 30, 2, ["devops", "oauth", "sre"]),
+    ]
+    hours = [datetime.fromtimestamp(NOW - ago, tz=UTC).hour for ago in (60, 100, 3600)]
+    assert [r["count"] for r in aggregates.posts_by_hour_of_day(conn, None, UTC_ZONE, only)] == [
+        hours.count(h) for h in range(24)
+    ]
+    assert aggregates.breakdown(conn, TAGS, ("lang",), only) == (
+        [
+            {"tag": "devops", "lang": None, "count": 1},
+            {"tag": "devops", "lang": "pt", "count": 1},
+            {"tag": "oauth", "lang": None, "count": 1},
+            {"tag": "sre", "lang": "en", "count": 1},
+            {"tag": "sre", "lang": "pt", "count": 1},
+        ],
+        {"devops": 2, "sre": 2, "oauth": 1},
+    )
+
+
 def x_api() -> FakeXApi:
     users = [make_user("u1", "xavier", 900, "Paris")]
     posts = [make_post(i, ["devops"], "u1", "fr") for i in (101, 102)]
