@@ -201,11 +201,19 @@ def report(results: list[dict]) -> str:
             "| endpoint | median latency (ms) | requests/s | latency ÷ /healthz | target met |",
             "|---|---:|---:|---:|---|",
         ]
+        ratios = []
         for path, (latency, rps) in result["rows"].items():
             ratio = latency / health_latency if health_latency else float("nan")
             met = "—" if path == "/healthz" else ("yes" if ratio <= TARGET_RATIO else "**no**")
             lines.append(f"| `{path}` | {latency:.2f} | {rps:,.0f} | {ratio:.2f} | {met} |")
-        lines.append("")
+            ratios += [] if path == "/healthz" else [ratio]
+        missed = sum(ratio > TARGET_RATIO for ratio in ratios)
+        lines += [
+            "",
+            f"Within {min(ratios):.2f}–{max(ratios):.2f}× of /healthz; {missed} of {len(ratios)} endpoints miss the"
+            f" {TARGET_RATIO}× target.",
+            "",
+        ]
     lines += [
         "## Why the summaries do not grow with the data",
         "",
@@ -229,10 +237,20 @@ def report(results: list[dict]) -> str:
         "/healthz got about twice as fast as with sync workers, so this one body now shows above 1.5× (about",
         "2×, 1.6 ms). A client that needs less asks for one tag or one dimension (`?tag=…`, `?by=lang`).",
         "",
+        "## PostgreSQL",
+        "",
+        "The same aggregates and indexes serve PostgreSQL, so its figures do not grow with the data either; what",
+        "differs is the constant. A cached summary on SQLite costs one `PRAGMA data_version` on a local file; on",
+        "PostgreSQL it costs a pooled connection and one query over TCP for the `data_version` row (the",
+        "replicas share it), and a miss adds a REPEATABLE READ READ ONLY transaction. The load generator, the",
+        "server and gunicorn share the machine's cores, so that round trip weighs more here than on separate",
+        "hosts. Ingest through the store path is slower than SQLite's: every page is a transaction with the",
+        "writer lock, the lease check and the upserts as round trips (psycopg pipelines `executemany`).",
+        "",
         "## Why /api/v1/posts does not grow with the data",
         "",
         "Each filter has an index that yields posts newest first, so a page reads about `limit` rows:",
-        "`post_tags`' primary key (tag, post_id) for `tag`, `posts_by_lang` (lang COLLATE NOCASE, id),",
+        "`post_tags`' primary key (tag, post_id) for `tag`, `posts_by_lang` (lower(lang), id),",
         "`posts_by_country` (country, id), and for `username` `users_by_username` then `posts_by_author`;",
         "tests/test_queries.py asserts each plan with EXPLAIN QUERY PLAN (no scan, no sort). Pages are cached",
         "like the summaries (keyed by the normalised filters and cursor), so the table above measures repeated",
@@ -255,7 +273,8 @@ def report(results: list[dict]) -> str:
         "gthread only waits for a connection's *first* bytes off-thread; once a request has started, a thread",
         "reads it to the end, so slow clients still take threads. gevent reads every connection on its event",
         "loop (up to 1,000 per worker). SQLite calls do not yield, so a request's reads run to completion; the",
-        "readers come from a small pool rather than one connection per greenlet. tests/test_slow_clients.py",
+        "readers come from a small pool rather than one connection per greenlet. psycopg's do yield (it waits",
+        "with gevent's patched poll; tests/test_postgres.py checks it). tests/test_slow_clients.py",
         "holds 20 trickling connections against the production configuration and requires every probe of",
         "/healthz and of a cached summary to answer within 1 s.",
         "",

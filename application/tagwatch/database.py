@@ -69,9 +69,14 @@ def as_url(target: str | Path) -> URL:
 
 
 def masked(target: str | Path | URL) -> str:
-    """The URL with its password hidden, for logs and messages."""
-    url = target if isinstance(target, URL) else as_url(target)
-    return url.render_as_string(hide_password=True)
+    """The URL as given, with its password hidden, for logs and messages."""
+    if isinstance(target, URL):
+        return target.render_as_string(hide_password=True)
+    text = str(target)
+    try:
+        return make_url(text if "://" in text else sqlite_url(text)).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):
+        return "(not a URL)"
 
 
 def backend_of(target: str | Path | URL) -> str:
@@ -102,7 +107,11 @@ def engine(target: str | Path | URL, **options: Any) -> sa.Engine:
 
 
 def _create_engine(
-    url: URL, statement_timeout_ms: int | None = None, pool_size: int = 4, readonly: bool = False
+    url: URL,
+    statement_timeout_ms: int | None = None,
+    pool_size: int = 4,
+    readonly: bool = False,
+    pre_ping: bool = True,
 ) -> sa.Engine:
     if url.get_backend_name() == SQLITE:
         created = sa.create_engine(
@@ -123,7 +132,7 @@ def _create_engine(
         pool_size=pool_size,
         max_overflow=4,
         pool_timeout=5,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         connect_args=connect_args,
     )
 

@@ -13,7 +13,18 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from fakes import FAKE_BASE_URL, FakeXApi, RecordedSleep, Scripted, fake_session, make_post, make_user
+from fakes import (
+    FAKE_BASE_URL,
+    NOW,
+    FakeXApi,
+    FixedClock,
+    RecordedSleep,
+    Scripted,
+    fake_session,
+    make_post,
+    make_user,
+)
+from fakes_mastodon import Author, FakeMastodon, serve_mastodon, toot
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -22,6 +33,7 @@ from tagwatch.app import create_app
 from tagwatch.collector import Collector
 from tagwatch.config import Settings
 from tagwatch.logs import configure_logging
+from tagwatch.sources.mastodon import MastodonClient, MastodonServer
 from tagwatch.sources.x import XClient
 
 
@@ -53,6 +65,7 @@ def _run() -> tuple[str, str]:
             Collector(settings, client).run_once()
             api.script.append(Scripted(401, {"title": "Unauthorized", "status": 401}))
             Collector(settings, client).run_once()
+            _read_mastodon()
             http = create_app(settings).test_client()
             for url in (
                 "/api/v1/users/top",
@@ -66,6 +79,21 @@ def _run() -> tuple[str, str]:
     finally:
         configure_logging("INFO")
     return stream.getvalue(), metrics_text + generate_latest(REGISTRY).decode()
+
+
+def _read_mastodon() -> None:
+    """A Mastodon walk where one server demands a token: its origin_out line names the server."""
+    clock = FixedClock(NOW)
+    open_server, closed_server = FakeMastodon("127.0.0.1", clock), FakeMastodon("127.0.0.2", clock, token="t")
+    open_server.receive(toot(1, Author("alice", "127.0.0.1", "Alice", 3), ["devops"]))
+    stops = [serve_mastodon(open_server), serve_mastodon(closed_server)]
+    try:
+        servers = [MastodonServer(open_server.base_url), MastodonServer(closed_server.base_url)]
+        sleep = RecordedSleep(clock)
+        list(MastodonClient(servers, sleep=sleep, clock=clock, monotonic=clock).pages("devops", None, 100))
+    finally:
+        for stop in stops:
+            stop()
 
 
 def capture_log_lines() -> list[dict[str, Any]]:

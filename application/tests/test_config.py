@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from tagwatch import database
 from tagwatch.config import DEFAULT_TAGS, ConfigError, Settings
 
 
@@ -254,3 +255,29 @@ def test_feed_clients_from_settings():
     assert (bluesky.service, bluesky.handle) == ("https://bsky.social", "me.bsky.social")
     with pytest.raises(ConfigError):
         BlueskyClient.from_settings(Settings.from_env({}))
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind", "shown"),
+    [
+        ("postgresql://u:pw@db:5432/tw", "postgresql", "postgresql://u:***@db:5432/tw"),
+        ("postgres://u:pw@db/tw", "postgresql", "postgres://u:***@db/tw"),
+        ("sqlite:///data/x.db", "sqlite", "sqlite:///data/x.db"),
+    ],
+)
+def test_settings_database_url_picks_the_backend_and_masks_the_password(raw, kind, shown):
+    settings = Settings.from_env({"TAGWATCH_DATABASE_URL": raw})
+    assert database.backend_of(settings.db_url) == kind
+    assert database.parse_url(raw).drivername in ("postgresql+psycopg", "sqlite")
+    assert settings.db_shown == shown and "pw" not in repr(settings)
+
+
+def test_settings_database_url_defaults_to_sqlite_at_tagwatch_db():
+    settings = Settings.from_env({"TAGWATCH_DB": "/tmp/t.db"})
+    assert settings.db_url == "sqlite:////tmp/t.db" and settings.db_statement_timeout_ms == 5000
+
+
+@pytest.mark.parametrize("raw", ["-1", "x", "3600001"])
+def test_settings_statement_timeout_is_bounded(raw):
+    with pytest.raises(ConfigError, match="TAGWATCH_DB_STATEMENT_TIMEOUT_MS"):
+        Settings.from_env({"TAGWATCH_DB_STATEMENT_TIMEOUT_MS": raw})

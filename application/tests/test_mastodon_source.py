@@ -236,24 +236,24 @@ def test_a_server_down_gives_an_error_page_keeps_its_cursor_and_opens_its_circui
     assert len(net.a.calls) == calls  # three tags in a row: out for the rest of the run
 
 
-def test_a_repeated_link_cursor_stalls_that_server_and_keeps_its_cursor(net, caplog):
+def test_a_server_answering_the_same_page_again_stalls_and_keeps_the_newest_id_read(net, caplog):
     cursor = net.read()[-1].cursor
     net.a.receive(*[toot(200 + i, ALICE, ["devops"]) for i in range(3)])
     saved = json.loads(cursor)["servers"][net.a.base_url]["min_id"]
 
-    def same_link(request):
+    def ignores_min_id(request):  # always the page after the saved cursor, whatever min_id says
         if request.param("min_id") is None:
             return None
-        page = net.a.timeline(request)
-        page.headers["Link"] = f'<{net.a.base_url}/x?min_id={saved}>; rel="prev"'
-        return page
+        request.query["min_id"] = [saved]
+        return net.a.timeline(request)
 
-    net.a.fault = same_link
+    net.a.fault = ignores_min_id
     with caplog.at_level(logging.WARNING, logger="tagwatch"):
         pages = [p for p in net.read(cursor=cursor) if p.origin == net.a.base_url]
-    assert len(pages) == 1 and pages[0].result_count == 3
-    assert pages[0].partial_errors[0]["kind"] == "pagination_stalled"
-    assert json.loads(pages[0].cursor)["servers"][net.a.base_url]["min_id"] == saved
+    assert [p.result_count for p in pages] == [3, 3] and len(net.a.calls) == 4
+    assert pages[-1].partial_errors[0]["kind"] == "pagination_stalled"
+    newest = json.loads(pages[0].cursor)["servers"][net.a.base_url]["min_id"]
+    assert int(newest) > int(saved) and json.loads(pages[-1].cursor) == json.loads(pages[0].cursor)
     assert "pagination_stalled" in [getattr(r, "event.action", None) for r in caplog.records]
 
 

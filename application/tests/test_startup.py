@@ -113,3 +113,22 @@ def test_empty_tag_list_is_an_error_not_the_defaults(tmp_path):
     done = tagwatch("collect", "--once", TAGWATCH_DB=str(tmp_path / "t.db"), TAGWATCH_TAGS=",,,")
     assert_startup_failure(done, "TAGWATCH_TAGS", ",,,")
     assert not (tmp_path / "t.db").exists()
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://u:p@127.0.0.1/db", "sqlite://", "not a url", "postgresql://u:p@127.0.0.1:5432/"]
+)
+def test_a_bad_database_url_stops_start_up_naming_the_variable(url, tmp_path):
+    done = tagwatch("init-db", TAGWATCH_DATABASE_URL=url, TAGWATCH_DB=str(tmp_path / "t.db"))
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    [line] = done.stderr.splitlines()
+    assert line.startswith("tagwatch: configuration error: TAGWATCH_DATABASE_URL must be sqlite:///path or ")
+    assert ":p@" not in done.stdout + done.stderr and "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("command", [["init-db"], ["collect", "--once"], ["serve"]], ids=" ".join)
+def test_an_unreachable_database_stops_start_up_without_showing_the_password(command):
+    url = "postgresql://tagwatch:s3cret-pass@127.0.0.1:1/tagwatch"
+    done = tagwatch(*command, TAGWATCH_DATABASE_URL=url, PORT=str(free_port()))
+    assert_startup_failure(done, "TAGWATCH_DATABASE_URL", "postgresql://tagwatch:***@127.0.0.1:1/tagwatch")
+    assert "s3cret-pass" not in done.stdout + done.stderr

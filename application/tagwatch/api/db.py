@@ -226,7 +226,9 @@ class PostgresDatabase:
 
     def __init__(self, url: str, statement_timeout_ms: int) -> None:
         self.path = stores.masked(url)  # names the database in cache keys; no password
-        self._engine = stores.engine(url, statement_timeout_ms=statement_timeout_ms)
+        # no pre-ping: it would double every request's round trips; after a server restart the first
+        # request on a dead connection is a 503 and SQLAlchemy then invalidates the whole pool
+        self._engine = stores.engine(url, statement_timeout_ms=statement_timeout_ms, pre_ping=False)
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:

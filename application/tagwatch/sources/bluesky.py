@@ -10,8 +10,11 @@ its pages and follows the page cursor down; each page's cursor records that pend
 stop resumes it), and when it ends the committed `since` becomes the newest `sortAt` read minus an
 overlap (posts are indexed a little after they are written), together with the URIs already read
 inside that overlap, which the next pagination drops: a second fetch reads 0 new posts. The first
-pagination for a tag looks back `lookback` seconds. A page cursor repeated or a post-free page that
-still points further ends the pagination as stalled and keeps the committed `since`.
+pagination for a tag looks back `lookback` seconds. A post-free page that still points further is
+followed (search drops hits it may not show, so a page can come back empty), but a page cursor
+repeated or `EMPTY_PAGES` post-free pages in a row end the pagination as stalled and keep the
+committed `since`: it never moves past posts not read. A search answer without a `posts` list is
+an error, never the end of a pagination.
 
 Authentication: `com.atproto.server.createSession` with BLUESKY_HANDLE and BLUESKY_APP_PASSWORD
 (search refuses anonymous callers since 2025); an `ExpiredToken` answer (400 from a PDS, 401 from
@@ -49,6 +52,7 @@ PROFILE_BATCH = 25  # getProfiles' maximum
 LOOKBACK = 86_400.0  # the first pagination of a tag reads the last day
 OVERLAP = 120.0  # the committed `since` stays this far behind the newest post read
 SESSION_TRIES = 3  # a request may refresh once and log in again once before giving up
+EMPTY_PAGES = 3  # post-free pages in a row that still point further before a pagination is stalled
 
 
 class TokenExpired(Exception):
@@ -154,8 +158,12 @@ class BlueskyClient(HttpClient):
     def search(
         self, params: dict[str, Any], tag: str, attempts: Attempts
     ) -> tuple[dict[str, Any], int | None]:
-        """One searchPosts page (payload, rate-limit remaining)."""
-        return self._authorized(SEARCH, params, tag, attempts)
+        """One searchPosts page (payload, rate-limit remaining); a page without a `posts` list is an
+        error (taken for an empty last page it would commit `since` past the posts not read)."""
+        payload, remaining = self._authorized(SEARCH, params, tag, attempts)
+        if not isinstance(payload.get("posts"), list):
+            raise SourceError("source_unavailable", "Bluesky answered a search without a posts list")
+        return payload, remaining
 
     def profiles(
         self, dids: list[str], tag: str, attempts: Attempts
@@ -172,7 +180,11 @@ class BlueskyClient(HttpClient):
                     raise
                 problem = f"profiles unavailable ({exc.kind}): {exc}"
                 break
-            for profile in payload.get("profiles") or []:
+            found = payload.get("profiles")
+            if not isinstance(found, list):
+                problem = "profiles unavailable: getProfiles answered without a profiles list"
+                break
+            for profile in found:
                 if isinstance(profile, dict) and profile.get("did"):
                     self._profiles[str(profile["did"])] = profile
         return [self._profiles[d] for d in dict.fromkeys(dids) if d in self._profiles], problem
@@ -258,6 +270,7 @@ class SearchWalk:
         self.notes: list[dict[str, Any]] = []
         self.restarted = False
         self.visited: set[str] = set()  # page cursors followed in this pagination
+        self.empty = 0  # post-free pages in a row
 
     def _start(self) -> float:
         """Where a new pagination starts: the committed `since`, or `lookback` ago the first time."""
@@ -273,7 +286,7 @@ class SearchWalk:
             except CursorRejected as exc:
                 self._restart(exc)
                 continue
-            raw = [p for p in payload.get("posts") or [] if isinstance(p, dict) and p.get("uri")]
+            raw = [p for p in payload["posts"] if isinstance(p, dict) and p.get("uri")]
             fresh = self._take(raw)
             self._advance(raw, payload.get("cursor"))
             yield self._page(fresh, remaining)
@@ -312,15 +325,19 @@ class SearchWalk:
     def _advance(self, raw: list[dict[str, Any]], next_page: Any) -> None:
         """After a page: follow the next cursor, or commit (done), or drop the pagination (stalled)."""
         next_page = str(next_page) if next_page else None
-        if not raw or not next_page:
+        self.empty = 0 if raw else self.empty + 1
+        if not next_page:
             self.outcome = "done"
             self._commit()
         elif next_page == self.pending.page or next_page in self.visited:
-            self.outcome = "stalled"
-            self._stall(next_page)
+            self._stall(f"cursor {next_page} again")
+        elif self.empty >= EMPTY_PAGES:
+            self._stall(f"{self.empty} pages in a row without posts")
         else:
             self.visited.add(next_page)
-            self.pending.page, self.pending.last = next_page, [str(p["uri"]) for p in raw]
+            self.pending.page = next_page
+            if raw:  # an empty page leaves the previous page's URIs to drop if they come again
+                self.pending.last = [str(p["uri"]) for p in raw]
             self.state.pending = self.pending
 
     def _commit(self) -> None:
@@ -365,14 +382,16 @@ class SearchWalk:
         self.pending.page, self.restarted = None, True  # `last` stays: its posts are not read twice
         self.notes.append({"kind": "cursor_rejected", "detail": str(exc)})
 
-    def _stall(self, page: str) -> None:
+    def _stall(self, detail: str) -> None:
         log.warning(
-            "Bluesky: pagination of #%s stalled (the same page cursor again); stopping, since is kept",
+            "Bluesky: pagination of #%s stalled (%s); stopping, since is kept",
             self.tag,
+            detail,
             extra=event("pagination_stalled", tag=self.tag, source=SOURCE),
         )
+        self.outcome = "stalled"
         self.state.pending = None
-        self.notes.append({"kind": "pagination_stalled", "detail": f"cursor {page} again"})
+        self.notes.append({"kind": "pagination_stalled", "detail": detail})
 
 
 def _query_error(status: int, body: bytes, params: dict[str, Any]) -> Exception:

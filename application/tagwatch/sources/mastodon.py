@@ -6,10 +6,10 @@ opaque text of the last page stored for this tag (None the first time). Each ser
 turn, up to `budget` statuses per server:
 
 - first contact with a server: the newest page, then older pages (Link `rel="next"`, `max_id`) while
-  the budget lasts; the server's cursor becomes the newest status id (Link `rel="prev"`, `min_id`);
-- afterwards: forward from that id with `min_id` (Link `rel="prev"` of each page), so every page moves
-  the cursor to the newest status read and a stop at any point resumes exactly, reading nothing twice;
-  an empty page (no Link header) ends the walk.
+  the budget lasts; the server's cursor becomes the newest status id read;
+- afterwards: forward from that id with `min_id`, so every page moves the cursor to the newest status
+  read (what Link `rel="prev"` states, but a link is never trusted beyond the page) and a stop at any
+  point resumes exactly, reading nothing twice and skipping nothing; an empty page ends the walk.
 
 Every page carries the cursor to save with it. A server that fails gives a page with `error` set and
 the cursor unchanged, and the other servers go on: a 401/403 (the server wants a token, or refused
@@ -246,7 +246,7 @@ class ServerWalk:
                 self._restart(min_id, exc)
                 yield from self._backward(budget - read)
                 return
-            newer = page.links.get("prev", {}).get("min_id") or newest_id(page.statuses)
+            newer = newest_id(page.statuses)
             stalled = bool(page.statuses) and (
                 not newer or newer in seen or not _ahead(page.statuses, min_id)
             )
@@ -266,7 +266,7 @@ class ServerWalk:
         while read < budget:
             page = self._fetch({**params, "limit": min(PAGE_LIMIT, budget - read)})
             if not params and page.statuses:  # the newest page: the cursor for next time
-                newest = page.links.get("prev", {}).get("min_id") or newest_id(page.statuses)
+                newest = newest_id(page.statuses)
                 self.state[self.url] = {"min_id": newest} if newest else self.state.get(self.url, {})
             older = page.links.get("next", {}).get("max_id")
             stalled = bool(older) and older in seen
@@ -343,9 +343,16 @@ def link_cursors(header: str | None) -> dict[str, dict[str, str]]:
 
 
 def newest_id(statuses: list[Any]) -> str | None:
-    """The id of the newest status (the first: timelines are newest first)."""
-    first = statuses[0] if statuses else None
-    return str(first["id"]) if isinstance(first, dict) and first.get("id") else None
+    """The id of the newest status on the page: the highest when ids are numbers (Mastodon's are),
+    else the first (timelines are newest first).
+
+    Taken from the statuses read, never from Link `rel="prev"`: a link pointing further than the page
+    (or set on an empty page) would move the cursor past statuses not read yet.
+    """
+    ids = [str(s["id"]) for s in statuses if isinstance(s, dict) and s.get("id")]
+    if ids and all(i.isdigit() for i in ids):
+        return max(ids, key=int)
+    return ids[0] if ids else None
 
 
 def _ahead(statuses: list[Any], min_id: str) -> bool:

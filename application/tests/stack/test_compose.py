@@ -30,6 +30,8 @@ from compose_model import (
     with_values,
 )
 
+from tagwatch.config import Settings
+
 DOCKERFILE = REPO / "application" / "Dockerfile"
 DOCKERIGNORE = REPO / "application" / ".dockerignore"
 KIBANA_DIR = REPO / "kibana"
@@ -62,6 +64,8 @@ APP_VARIABLES = {
     "TAGWATCH_SOURCES": "",
     "X_BEARER_TOKEN": "",
     "X_API_BASE_URL": "https://api.x.com",
+    "MASTODON_SERVERS": "",
+    "BLUESKY_HANDLE": "",
     "TAGWATCH_MAX_POSTS_PER_TAG": "100",
     "TAGWATCH_COLLECT_INTERVAL": "900",
     "LOG_LEVEL": "INFO",
@@ -69,6 +73,23 @@ APP_VARIABLES = {
     "TAGWATCH_METRICS_PORT": "9108",
     "PORT": "8000",
     "WEB_CONCURRENCY": "2",
+}
+# What only the collectors get: the feed sources' credentials and the service they log in to.
+COLLECTOR_VARIABLES = {
+    "MASTODON_ACCESS_TOKEN": "",
+    "MASTODON_ACCESS_TOKENS": "",
+    "BLUESKY_SERVICE": "https://bsky.social",
+    "BLUESKY_APP_PASSWORD": "",
+}
+# An .env that turns the feed sources on, with credentials to follow through the compose model.
+FEED_TOKEN, FEED_PASSWORD = "mastodon-token-for-b-0123456789", "app-password-abcd-efgh"
+FEED_ENV = {
+    "TAGWATCH_SOURCES": "mastodon,bluesky",
+    "MASTODON_SERVERS": "a.example,b.example",
+    "MASTODON_ACCESS_TOKENS": f"b.example={FEED_TOKEN}",
+    "BLUESKY_SERVICE": "https://pds.example",
+    "BLUESKY_HANDLE": "collector.example",
+    "BLUESKY_APP_PASSWORD": FEED_PASSWORD,
 }
 PINNED_APP_VARIABLES = {
     "TAGWATCH_DB": "/data/tagwatch.db",
@@ -320,6 +341,11 @@ def test_app_environment_comes_from_env(resolved: dict, resolved_postgres: dict)
             if variable == "TAGWATCH_ADMIN_TOKEN" and name not in APIS:
                 continue
             assert environment[variable] == value, (name, variable)
+        for variable, value in COLLECTOR_VARIABLES.items():
+            if name in COLLECTORS:
+                assert environment[variable] == value, (name, variable)
+            else:
+                assert environment.get(variable, "") == "", (name, variable)
         assert environment["TAGWATCH_DB"] == PINNED_APP_VARIABLES["TAGWATCH_DB"]
         # The app's own default is loopback, which neither the proxy nor the scrapers reach.
         assert environment["TAGWATCH_HOST"] == PINNED_APP_VARIABLES["TAGWATCH_HOST"], name
@@ -330,6 +356,30 @@ def test_app_environment_comes_from_env(resolved: dict, resolved_postgres: dict)
         assert "PROMETHEUS_MULTIPROC_DIR" not in services[name]["environment"], name
     image_env = " ".join(rest for keyword, rest in dockerfile_instructions() if keyword == "ENV")
     assert "PROMETHEUS_MULTIPROC_DIR" not in image_env
+
+
+@pytest.mark.parametrize("profiles", [("sqlite",), ("postgres", "migrate")], ids=["sqlite", "postgres"])
+def test_feed_sources_reach_the_collector_and_their_secrets_nothing_else(
+    tmp_path: Path, generated_env: str, profiles: tuple[str, ...]
+) -> None:
+    services = resolve(tmp_path, with_values(generated_env, **FEED_ENV), *profiles)["services"]
+    apps = [name for name, service in services.items() if "TAGWATCH_DB" in service.get("environment", {})]
+    assert {*apps} >= {*APIS, *COLLECTORS} & set(services) and len(apps) >= 2
+    for name in apps:
+        settings = Settings.from_env(services[name]["environment"])  # every app container starts
+        assert settings.sources == ("mastodon", "bluesky"), name
+        assert settings.mastodon_servers == ("https://a.example", "https://b.example"), name
+        assert settings.bluesky_handle == "collector.example", name
+        if name in COLLECTORS:
+            assert settings.mastodon_tokens == (("https://b.example", FEED_TOKEN),)
+            assert (settings.bluesky_service, settings.bluesky_app_password) == (
+                "https://pds.example",
+                FEED_PASSWORD,
+            )
+    for name, service in services.items():
+        if name not in COLLECTORS:
+            values = " ".join(str(v) for v in service.get("environment", {}).values())
+            assert FEED_TOKEN not in values and FEED_PASSWORD not in values, name
 
 
 def test_elasticsearch_is_secured_single_node(resolved: dict, generated_env: str) -> None:

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from compose_model import ENV_EXAMPLE, REPO, env_values, generate_env, with_values
+from compose_model import ENV_EXAMPLE, REPO, env_values, generate_env, project, run_compose, with_values
 
 PASSWORDS = ("ELASTIC_PASSWORD", "KIBANA_SYSTEM_PASSWORD", "FILEBEAT_INTERNAL_PASSWORD")
 PASSWORDS += ("METRICBEAT_INTERNAL_PASSWORD", "POSTGRES_PASSWORD", "POSTGRES_APP_PASSWORD")
@@ -182,6 +182,31 @@ def test_add_missing_still_names_a_weak_secret_it_may_not_replace(tmp_path: Path
     assert result.returncode == 1
     assert "ELASTIC_PASSWORD" in result.stderr and "POSTGRES_PASSWORD" not in result.stderr
     assert "ELASTIC_PASSWORD=changeme" in env_file.read_text()
+
+
+NEW_IN_ISSUE_13 = ("MASTODON_SERVERS", "MASTODON_ACCESS_TOKEN", "MASTODON_ACCESS_TOKENS")
+NEW_IN_ISSUE_13 += ("BLUESKY_SERVICE", "BLUESKY_HANDLE", "BLUESKY_APP_PASSWORD")
+
+
+def test_an_env_from_before_the_feed_sources_stays_usable_and_add_missing_appends_them(
+    tmp_path: Path,
+) -> None:
+    assert generate_env(tmp_path).returncode == 0
+    env_file = tmp_path / ".env"
+    old = drop(env_file.read_text(), *NEW_IN_ISSUE_13)
+    env_file.write_text(old)
+    result = generate_env(tmp_path)
+    assert result.returncode == 0, result.stderr  # no secret of the stack is missing: still usable
+    assert run_compose(project(tmp_path, old), "config", "-q").returncode == 0
+
+    result = add_missing(tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    added = env_values(env_file.read_text()[len(old) :])
+    example = env_values(ENV_EXAMPLE.read_text())
+    assert added == {name: example[name] for name in NEW_IN_ISSUE_13}
+    assert added["BLUESKY_APP_PASSWORD"] == ""  # an account's password is never generated
+    assert run_compose(project(tmp_path, env_file.read_text()), "config", "-q").returncode == 0
 
 
 @pytest.mark.parametrize("password", ["p@ss/word:with-16+chars", "0123456789abcdef%"])
