@@ -54,11 +54,8 @@ class Settings:
     database_url: str | None = field(default=None, repr=False)
     db_statement_timeout_ms: int = 5000
     tags: tuple[str, ...] = DEFAULT_TAGS
-    # Every configured source, in TAGWATCH_SOURCES order; () means (source,) (see __post_init__).
-    sources: tuple[str, ...] = ()
-    # The first of `sources`: the one source today's collector, runs API and store know. Kept for
-    # those callers until the collector runs every source of `sources` (issue 13, phase 2).
-    source: str = "sample"
+    # Every configured source, in TAGWATCH_SOURCES order: the collector runs each of them in every run.
+    sources: tuple[str, ...] = ("sample",)
     x_bearer_token: str | None = field(default=None, repr=False)
     x_api_base_url: str = "https://api.x.com"
     max_posts_per_tag: int = 100
@@ -78,13 +75,6 @@ class Settings:
     bluesky_service: str = "https://bsky.social"
     bluesky_handle: str | None = None
     bluesky_app_password: str | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        """Keep `source` and `sources` in step: `sources` wins when given, else it is (source,)."""
-        if self.sources:
-            object.__setattr__(self, "source", self.sources[0])
-        else:
-            object.__setattr__(self, "sources", (self.source,))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -10,6 +10,8 @@ import contextvars
 import logging
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -20,6 +22,8 @@ SERVICE_NAME = "tagwatch"
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "tagwatch_request_id", default=None
 )
+#: the source a collector thread is collecting from: every line it logs carries it as tagwatch.source
+source_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("tagwatch_source", default=None)
 #: short field names for `event()` that ECS defines; every other field goes under `tagwatch.`
 ECS_FIELDS = {
     "tag": "labels.tag",
@@ -52,6 +56,26 @@ def event(action: str, **fields: Any) -> dict[str, Any]:
         else:
             extra[ECS_FIELDS.get(name, "tagwatch." + name)] = value
     return extra
+
+
+@contextmanager
+def source_context(source: str) -> Iterator[None]:
+    """Every line logged inside (in this thread) carries `tagwatch.source`."""
+    token = source_var.set(source)
+    try:
+        yield
+    finally:
+        source_var.reset(token)
+
+
+class SourceFilter(logging.Filter):
+    """Adds `tagwatch.source` from source_context to records that do not name their source."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        source = source_var.get()
+        if source is not None and not hasattr(record, "tagwatch.source"):
+            setattr(record, "tagwatch.source", source)
+        return True
 
 
 class EcsJsonFormatter(JsonFormatter):
@@ -94,6 +118,7 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> None:
     """Send every logger's records as JSON lines to stdout (or `stream`), replacing other handlers."""
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(EcsJsonFormatter())
+    handler.addFilter(SourceFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -103,7 +103,10 @@ _COLLECTOR_METRICS: dict[str, Callable[[], Any]] = {
         multiprocess_mode="max",
     ),
     "STORED_POSTS": lambda: Gauge(
-        "tagwatch_stored_posts", "Posts stored per tag.", ["tag"], multiprocess_mode="mostrecent"
+        "tagwatch_stored_posts",
+        "Posts stored per tag and source.",
+        ["tag", "source"],
+        multiprocess_mode="mostrecent",
     ),
 }
 

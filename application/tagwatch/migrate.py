@@ -17,16 +17,17 @@ from tagwatch.database import Connection
 #: (table, primary key columns, copied by keyset after the target's last key)
 TABLES: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("places", ("id",), False),
-    ("users", ("id",), False),
+    ("users", ("source", "id"), False),
     ("posts", ("id",), True),
     ("post_tags", ("tag", "post_id"), True),
-    ("agg_quarter", ("tag", "bucket"), False),
-    ("agg_breakdown", ("tag", "lang", "country"), False),
-    ("agg_user", ("user_id", "tag"), False),
-    ("agg_tag", ("tag",), False),
-    ("tag_state", ("tag",), False),
+    ("agg_quarter", ("tag", "bucket", "source"), False),
+    ("agg_breakdown", ("tag", "lang", "country", "source"), False),
+    ("agg_user", ("source", "user_id", "tag"), False),
+    ("agg_tag", ("tag", "source"), False),
+    ("tag_state", ("source", "tag"), False),
     ("runs", ("id",), False),
-    ("run_tags", ("run_id", "tag"), False),
+    ("run_sources", ("run_id", "source"), False),
+    ("run_tags", ("run_id", "source", "tag"), False),
 )
 AGGREGATES = ("agg_quarter", "agg_breakdown", "agg_user", "agg_tag")
 IDENTITIES = ("runs",)

@@ -21,12 +21,13 @@ TWITTER_EPOCH_MS = 1288834974657
 
 @dataclass(frozen=True)
 class UserRow:
-    id: str
+    id: str  # unique within its source: X user id, Mastodon name@server, Bluesky DID
     username: str | None
     name: str | None
     location: str | None
-    followers: int
+    followers: int | None  # None: the source did not say (a stored count is kept)
     country: str | None = None  # resolved from `location`, for posts that waited for this author
+    source: str = "x"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,13 @@ class PostRow:
     country_source: str | None
     tags: tuple[str, ...]
     country_pending: bool = False  # its place or author was missing from includes: resolved later
+    source: str = "x"
+    key: str = ""  # the post's identity within its source; X's (and the sample's) is its id
+
+    @property
+    def identity(self) -> str:
+        """The post's key within its source (its id when no other key was given)."""
+        return self.key or str(self.id)
 
 
 @dataclass(frozen=True)
@@ -61,15 +69,20 @@ class ParsedPage:
     missing_places: int = 0  # posts whose geo.place_id had no entry in includes.places
 
 
-def parse_page(payload: dict[str, Any], tracked: Iterable[str], query_tag: str | None) -> ParsedPage:
-    """Turn one page into rows; a post belongs to every tracked tag among its hashtags."""
+def parse_page(
+    payload: dict[str, Any], tracked: Iterable[str], query_tag: str | None, source: str = "x"
+) -> ParsedPage:
+    """Turn one page into rows of `source` (x, or sample: the same shape); a post belongs to every
+    tracked tag among its hashtags."""
     tracked_set = frozenset(t.lower() for t in tracked)
     includes = _mapping(payload.get("includes"))
-    users = {u.id: u for u in map(parse_user, _list(includes.get("users"))) if u}
+    users = {u.id: u for u in (parse_user(raw, source) for raw in _list(includes.get("users"))) if u}
     places = {p.id: p for p in map(parse_place, _list(includes.get("places"))) if p}
     posts = []
     for raw in _list(payload.get("data")):
-        post = parse_post(raw, users, places, tracked_set, query_tag) if isinstance(raw, dict) else None
+        post = (
+            parse_post(raw, users, places, tracked_set, query_tag, source) if isinstance(raw, dict) else None
+        )
         if post is not None:
             posts.append(post)
     return ParsedPage(
@@ -91,7 +104,7 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def parse_user(raw: dict[str, Any]) -> UserRow | None:
+def parse_user(raw: dict[str, Any], source: str = "x") -> UserRow | None:
     """A user from `includes.users`; follower count 0 when public_metrics is missing."""
     if not isinstance(raw, dict) or not raw.get("id"):
         return None
@@ -104,6 +117,7 @@ def parse_user(raw: dict[str, Any]) -> UserRow | None:
         location=location,
         followers=_int(metrics.get("followers_count")),
         country=resolve_country(location),
+        source=source,
     )
 
 
@@ -121,6 +135,7 @@ def parse_post(
     places: dict[str, PlaceRow],
     tracked: frozenset[str],
     query_tag: str | None,
+    source: str = "x",
 ) -> PostRow | None:
     """One post; None when it has no usable id."""
     try:
@@ -149,6 +164,7 @@ def parse_post(
         country_source=country_source,
         tags=post_tags(raw, tracked, query_tag),
         country_pending=pending,
+        source=source,
     )
 
 

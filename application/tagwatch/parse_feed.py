@@ -9,14 +9,18 @@ fetched), so a known count is never overwritten with a made-up 0.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
 from tagwatch import timestamps
+from tagwatch.parse import TWITTER_EPOCH_MS, ParsedPage, PostRow, UserRow
 
 NO_COUNTRY = "none"  # country_source of a post whose country neither network states
+#: stored ids are X-shaped (milliseconds since X's epoch << 22): 41 bits of time reach the year 2080
+MAX_ID_MS = (1 << 41) - 1
 
 
 @dataclass(frozen=True)
@@ -129,3 +133,40 @@ def mapping(value: Any) -> dict[str, Any]:
 def items(value: Any) -> list[Any]:
     """`value` if it is a JSON array, else empty."""
     return value if isinstance(value, list) else []
+
+
+def stored_id(created_at: str, source: str, key: str) -> int:
+    """The id a feed post is stored under: its time in X's snowflake layout (so the post list, which
+    pages newest first by id, orders every source's posts by time) with 22 bits of a hash of its
+    identity. The store moves it up by one while another post holds it."""
+    moment = timestamps.parse(created_at)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    ms = min(max(int(moment.timestamp() * 1000) - TWITTER_EPOCH_MS, 1), MAX_ID_MS)
+    return (ms << 22) | (zlib.crc32(f"{source}\0{key}".encode()) & 0x3FFFFF)
+
+
+def stored_rows(page: FeedParsedPage) -> ParsedPage:
+    """The page as the rows the store keeps for every source (identity: source + key)."""
+    posts = [
+        PostRow(
+            id=stored_id(p.created_at, p.source, p.key),
+            created_at=p.created_at,
+            created_ts=p.created_ts,
+            text=p.text,
+            lang=p.lang,
+            author_id=p.author_id,
+            place_id=None,
+            country=p.country,
+            country_source=p.country_source,
+            tags=p.tags,
+            source=p.source,
+            key=p.key,
+        )
+        for p in page.posts
+    ]
+    users = [
+        UserRow(u.id, u.username, u.name, u.location, u.followers, u.country, source=u.source)
+        for u in page.users
+    ]
+    return ParsedPage(posts=posts, users=users, places=[])

@@ -93,7 +93,7 @@ def _produce(count: int, now: float, tags: tuple[str, ...], pages: multiprocessi
     try:
         sent: set[str] = set()
         for payload in SampleWorld(users=20_000).seed_pages(count, now, page_size=PAGE_SIZE):
-            parsed = parse_page(payload, tags, None)
+            parsed = parse_page(payload, tags, None, "sample")
             users = [user for user in parsed.users if user.id not in sent]
             sent.update(user.id for user in users)
             pages.put(replace(parsed, users=users))

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from contextlib import suppress
 
 from tagwatch import metrics, startup, store, timestamps
-from tagwatch.config import ConfigError, Settings
-from tagwatch.logs import event
+from tagwatch.config import Settings
+from tagwatch.logs import event, source_context
 from tagwatch.signals import SignalWatch, signal_name
 
 log = logging.getLogger("tagwatch.collector")
@@ -28,11 +28,10 @@ log = logging.getLogger("tagwatch.collector")
 EXIT_CODES = {"success": 0, "failed": 1, "partial": 3, "interrupted": 4}
 EXIT_LEASE_HELD = 5
 STOP_GRACE_SECONDS = 8.0
-COLLECTABLE = (("x",), ("sample",))  # the TAGWATCH_SOURCES values the collector runs today
 MAX_ERROR_BACKOFF_SECONDS = 60.0
 SAMPLE_NOTICE = (
-    "Using the built-in SAMPLE source: these posts are generated, not real. To collect real posts from X, "
-    "set X_BEARER_TOKEN (and optionally TAGWATCH_SOURCES=x); X bills every post read, see README."
+    "Using the built-in SAMPLE source: these posts are generated, not real. For real posts without a key set "
+    "TAGWATCH_SOURCES=mastodon; from X, set X_BEARER_TOKEN (X bills every post read, see README)."
 )
 OUTCOMES = {
     "success": "every tag is done",
@@ -86,32 +85,20 @@ def collect_forever(settings: Settings) -> int:
 
 
 def build_collector(settings: Settings, conn: store.Connection, stop: threading.Event):
-    """The Collector on the configured source; its waits (rate limits, backoff) end when `stop` is set.
+    """The Collector on every configured source; its waits (rate limits, backoff) end when `stop` is set.
 
     Called before signals are caught, it also does the slow one-off work (the gazetteer index, seconds of
     CPU) that no signal could cut short inside a run: a signal meanwhile simply ends the process.
     """
-    from tagwatch import geo
-    from tagwatch.collector import Collector, build_client
+    from tagwatch import geo, sources
+    from tagwatch.collector import Collector
 
-    check_sources(settings)
-    if settings.source == "sample":
+    if "sample" in settings.sources:
         log.warning(SAMPLE_NOTICE, extra=event("sample_source"))
     metrics.precreate_collector(settings.tags, settings.sources)
     geo.resolve_country("Berlin")
-    return Collector(settings, build_client(settings, sleep=stop.wait), conn=conn, should_stop=stop.is_set)
-
-
-def check_sources(settings: Settings) -> None:
-    """Exit 2 naming TAGWATCH_SOURCES unless the collector can run it: one source, x or sample.
-
-    Settings accept every source (the API and the page report them); the collector runs Mastodon,
-    Bluesky and several sources at once only once the store keeps posts and cursors per source.
-    """
-    if settings.sources not in COLLECTABLE:
-        reason = "the collector does not run mastodon, bluesky or several sources at once yet"
-        raw = ",".join(settings.sources)
-        startup.fail(ConfigError("TAGWATCH_SOURCES", "x or sample", raw, reason=reason))
+    clients = sources.build_clients(settings, sleep=stop.wait)
+    return Collector(settings, clients, conn=conn, should_stop=stop.is_set)
 
 
 def _work(task: Callable[[], object], stop: threading.Event, signals: SignalWatch) -> bool:
@@ -182,6 +169,10 @@ class CollectLoop:
 
     def run(self) -> None:
         """Tick every TICK_SECONDS until `stop`; an error in a tick is logged and retried with backoff."""
+        with source_context(",".join(self.settings.sources)):
+            self._loop()
+
+    def _loop(self) -> None:
         log.info(
             "collector started: a run now and %d s after each run; run requests within %.0f s",
             self.settings.collect_interval,

@@ -8,6 +8,7 @@ or raises LeaseLost and writes nothing, so a run whose lease was taken over can 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -43,12 +44,14 @@ REQUEST_TTL_SECONDS = 30.0  # an open run request older than this was never serv
 
 @dataclass(frozen=True)
 class TagCursor:
-    """Where a tag's collection stands: the committed since_id and any half-followed pagination."""
+    """Where a tag's collection from one source stands: X's committed since_id and any half-followed
+    pagination, or a feed source's opaque cursor (`feed`)."""
 
     since_id: str | None = None
     pending_since_id: str | None = None
     pending_next_token: str | None = None
     pending_newest_id: str | None = None
+    feed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,31 +104,34 @@ class LeaseLost(Exception):
         self.run_id = run_id
 
 
-def get_cursor(conn: Connection, tag: str) -> TagCursor:
-    """The tag's stored cursor, or an empty one for a tag never collected."""
+def get_cursor(conn: Connection, tag: str, source: str = "x") -> TagCursor:
+    """The tag's stored cursor for `source`, or an empty one for a tag never collected from it."""
     row = conn.execute(
-        "SELECT since_id, pending_since_id, pending_next_token, pending_newest_id "
-        "FROM tag_state WHERE tag = ?",
-        (tag,),
+        "SELECT since_id, pending_since_id, pending_next_token, pending_newest_id, cursor "
+        "FROM tag_state WHERE source = ? AND tag = ?",
+        (source, tag),
     ).fetchone()
     return TagCursor(*row) if row else TagCursor()
 
 
-def save_cursor(conn: Connection, tag: str, cursor: TagCursor) -> None:
-    """Upsert a tag's cursor (call inside the page's transaction)."""
+def save_cursor(conn: Connection, tag: str, cursor: TagCursor, source: str = "x") -> None:
+    """Upsert a tag's cursor for `source` (call inside the page's transaction)."""
     conn.execute(
-        "INSERT INTO tag_state(tag, since_id, pending_since_id, pending_next_token,"
-        " pending_newest_id, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT(tag) DO UPDATE SET since_id = excluded.since_id,"
+        "INSERT INTO tag_state(source, tag, since_id, pending_since_id, pending_next_token,"
+        " pending_newest_id, cursor, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(source, tag) DO UPDATE SET since_id = excluded.since_id,"
         " pending_since_id = excluded.pending_since_id,"
         " pending_next_token = excluded.pending_next_token,"
-        " pending_newest_id = excluded.pending_newest_id, updated_at = excluded.updated_at",
+        " pending_newest_id = excluded.pending_newest_id, cursor = excluded.cursor,"
+        " updated_at = excluded.updated_at",
         (
+            source,
             tag,
             cursor.since_id,
             cursor.pending_since_id,
             cursor.pending_next_token,
             cursor.pending_newest_id,
+            cursor.feed,
             timestamps.utc(),
         ),
     )
@@ -141,21 +147,21 @@ def store_page(
     posts_read: int,
     requests: int = 1,
     now: float | None = None,
+    source: str = "x",
 ) -> int:
-    """Store one page with its aggregates, cursor and run figures atomically; returns new posts.
-
-    With a run id the transaction first renews that run's lease, so a fenced-off run writes nothing.
+    """Store one page of `source` with its aggregates, cursor and run figures atomically; returns new
+    posts. With a run id the transaction first renews that run's lease, so a fenced-off run writes nothing.
     """
     with transaction(conn):
         if run_id is not None:
             renew_lease(conn, run_id, now=now)
         new_posts = write_rows(conn, page)
-        save_cursor(conn, tag, cursor)
+        save_cursor(conn, tag, cursor, source)
         if run_id is not None:
             conn.execute(
                 "UPDATE run_tags SET requests = requests + ?, posts_read = posts_read + ?,"
-                " posts_new = posts_new + ? WHERE run_id = ? AND tag = ?",
-                (requests, posts_read, len(new_posts), run_id, tag),
+                " posts_new = posts_new + ? WHERE run_id = ? AND source = ? AND tag = ?",
+                (requests, posts_read, len(new_posts), run_id, source, tag),
             )
     return len(new_posts)
 
@@ -169,14 +175,17 @@ def write_rows(conn: Connection, page: ParsedPage) -> list[PostRow]:
         [(p.id, p.full_name, p.country_code, p.country) for p in page.places],
     )
     upsert_users(conn, page.users)
-    new_posts = unseen_posts(conn, page.posts)
+    new_posts = allocate_ids(conn, unseen_posts(conn, page.posts))
     collected_at = timestamps.utc()
     conn.executemany(
-        "INSERT INTO posts(id, created_at, created_ts, text, lang, author_id, place_id, country,"
-        " country_source, collected_at, country_pending) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO posts(id, source, source_key, created_at, created_ts, text, lang, author_id, place_id,"
+        " country, country_source, collected_at, country_pending)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 p.id,
+                p.source,
+                p.identity,
                 p.created_at,
                 p.created_ts,
                 p.text,
@@ -196,38 +205,70 @@ def write_rows(conn: Connection, page: ParsedPage) -> list[PostRow]:
         [(tag, p.id) for p in new_posts for tag in p.tags],
     )
     conn.executemany(
-        "INSERT INTO users(id, followers) VALUES (?, 0) ON CONFLICT(id) DO NOTHING",
-        [(p.author_id,) for p in new_posts if p.author_id],
+        "INSERT INTO users(source, id, followers) VALUES (?, ?, 0) ON CONFLICT(source, id) DO NOTHING",
+        [(p.source, p.author_id) for p in new_posts if p.author_id],
     )
     add_to_aggregates(conn, new_posts)
     waiting = [p for p in new_posts if p.country_pending]
-    resolve_pending_countries(
-        conn,
-        {u.id for u in page.users} | {p.author_id for p in waiting if p.author_id},
-        {pl.id for pl in page.places} | {p.place_id for p in waiting if p.place_id},
-    )
+    for source in sorted({p.source for p in page.posts} | {u.source for u in page.users}):
+        resolve_pending_countries(
+            conn,
+            {u.id for u in page.users if u.source == source}
+            | {p.author_id for p in waiting if p.author_id and p.source == source},
+            {pl.id for pl in page.places}
+            | {p.place_id for p in waiting if p.place_id and p.source == source},
+            source,
+        )
     return new_posts
 
 
+def allocate_ids(conn: Connection, posts: Sequence[PostRow]) -> list[PostRow]:
+    """New posts with the ids they are stored under: their own (X's post id, a feed post's stored_id)
+    unless another post holds it already, then the next free one (the ids stay ordered by time)."""
+    taken = {row[0] for row in _select_in(conn, "SELECT id FROM posts WHERE id IN", [p.id for p in posts])}
+    placed = []
+    for post in posts:
+        post_id = post.id
+        while post_id in taken:
+            post_id += 1
+            if conn.execute("SELECT 1 FROM posts WHERE id = ?", (post_id,)).fetchone():
+                taken.add(post_id)
+        taken.add(post_id)
+        placed.append(
+            post if post_id == post.id else dataclasses.replace(post, id=post_id, key=post.identity)
+        )
+    return placed
+
+
 def upsert_users(conn: Connection, users: Sequence[UserRow]) -> None:
-    """Insert or refresh users (latest follower count wins) and keep agg_user's copy in step."""
+    """Insert or refresh users (latest follower count wins; an unknown count keeps the stored one) and
+    keep agg_user's copy in step."""
     now = timestamps.utc()
+    for known in (True, False):
+        followers = "excluded.followers" if known else "users.followers"
+        conn.executemany(
+            "INSERT INTO users(source, id, username, name, location, followers, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(source, id) DO UPDATE SET"
+            " username = coalesce(excluded.username, users.username),"
+            " name = coalesce(excluded.name, users.name),"
+            f" location = excluded.location, followers = {followers}, updated_at = excluded.updated_at",
+            [
+                (u.source, u.id, u.username, u.name, u.location, u.followers or 0, now)
+                for u in users
+                if (u.followers is not None) == known
+            ],
+        )
     conn.executemany(
-        "INSERT INTO users(id, username, name, location, followers, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
-        " username = coalesce(excluded.username, users.username), name = coalesce(excluded.name, users.name),"
-        " location = excluded.location, followers = excluded.followers,"
-        " updated_at = excluded.updated_at",
-        [(u.id, u.username, u.name, u.location, u.followers, now) for u in users],
-    )
-    conn.executemany(
-        "UPDATE agg_user SET followers = ?, username = coalesce(?, username)"
-        " WHERE user_id = ? AND (followers != ? OR username IS DISTINCT FROM coalesce(?, username))",
-        [(u.followers, u.username, u.id, u.followers, u.username) for u in users],
+        "UPDATE agg_user SET followers = coalesce(?, followers), username = coalesce(?, username)"
+        " WHERE source = ? AND user_id = ?"
+        " AND (followers != coalesce(?, followers) OR username IS DISTINCT FROM coalesce(?, username))",
+        [(u.followers, u.username, u.source, u.id, u.followers, u.username) for u in users],
     )
 
 
-def resolve_pending_countries(conn: Connection, authors: set[str], places: set[str]) -> int:
+def resolve_pending_countries(
+    conn: Connection, authors: set[str], places: set[str], source: str = "x"
+) -> int:
     """Give posts stored without their author or place (missing from `includes`) a country, now that
     one of those is known: the place's country first, else the author's profile country (as on a
     complete page). Posts whose place and author are both still unknown keep waiting.
@@ -235,25 +276,32 @@ def resolve_pending_countries(conn: Connection, authors: set[str], places: set[s
     Each resolved post moves from the unknown-country row of agg_breakdown to its country's row in
     the same transaction, so the aggregates stay equal to a GROUP BY over the posts.
     """
-    pending = _select_in(
-        conn, "SELECT id FROM posts WHERE country_pending = 1 AND author_id IN", sorted(authors)
-    ) + _select_in(conn, "SELECT id FROM posts WHERE country_pending = 1 AND place_id IN", sorted(places))
+    pending = [
+        row
+        for column, values in (("author_id", authors), ("place_id", places))
+        for row in _select_in(
+            conn,
+            f"SELECT id FROM posts WHERE country_pending = 1 AND source = ? AND {column} IN",
+            sorted(values),
+            (source,),
+        )
+    ]
     resolved = {}
-    for post_id, lang, country, source in _known_countries(conn, sorted({row[0] for row in pending})):
-        resolved[post_id] = (lang, country, source)
+    for post_id, lang, country, how in _known_countries(conn, sorted({row[0] for row in pending})):
+        resolved[post_id] = (lang, country, how)
     if not resolved:
         return 0
     conn.executemany(
         "UPDATE posts SET country_pending = 0, country = ?, country_source = ? WHERE id = ?",
-        [(country, source, post_id) for post_id, (_, country, source) in resolved.items()],
+        [(country, how, post_id) for post_id, (_, country, how) in resolved.items()],
     )
-    moves: Counter[tuple[str, str, str]] = Counter()
+    moves: Counter[tuple[str, str, str, str]] = Counter()
     for post_id, tag in _select_in(
         conn, "SELECT post_id, tag FROM post_tags WHERE post_id IN", list(resolved)
     ):
         lang, country, _ = resolved[post_id]
         if country:
-            moves[(tag, lang, country)] += 1
+            moves[(tag, lang, country, source)] += 1
     _move_breakdown(conn, moves)
     return len(resolved)
 
@@ -263,7 +311,8 @@ def _known_countries(conn: Connection, post_ids: list[int]) -> list[tuple[int, s
     rows = _select_in(
         conn,
         "SELECT p.id, coalesce(p.lang, ''), pl.country_code, u.location, u.updated_at IS NOT NULL"
-        " FROM posts p LEFT JOIN places pl ON pl.id = p.place_id LEFT JOIN users u ON u.id = p.author_id"
+        " FROM posts p LEFT JOIN places pl ON pl.id = p.place_id"
+        " LEFT JOIN users u ON u.source = p.source AND u.id = p.author_id"
         " WHERE p.id IN",
         post_ids,
     )
@@ -277,92 +326,99 @@ def _known_countries(conn: Connection, post_ids: list[int]) -> list[tuple[int, s
     return known
 
 
-def _move_breakdown(conn: Connection, moves: Counter[tuple[str, str, str]]) -> None:
+def _move_breakdown(conn: Connection, moves: Counter[tuple[str, str, str, str]]) -> None:
     """Move posts counted under an unknown country to the country now known (zero rows are dropped)."""
     conn.executemany(
-        "UPDATE agg_breakdown SET posts = posts - ? WHERE tag = ? AND lang = ? AND country = ''",
-        [(n, tag, lang) for (tag, lang, _), n in moves.items()],
+        "UPDATE agg_breakdown SET posts = posts - ?"
+        " WHERE tag = ? AND lang = ? AND country = '' AND source = ?",
+        [(n, tag, lang, source) for (tag, lang, _, source), n in moves.items()],
     )
     conn.execute("DELETE FROM agg_breakdown WHERE posts = 0")
+    _add_breakdown(conn, moves)
+
+
+def _add_breakdown(conn: Connection, counts: Counter[tuple[str, str, str, str]]) -> None:
     conn.executemany(
-        "INSERT INTO agg_breakdown(tag, lang, country, posts) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT(tag, lang, country) DO UPDATE SET posts = agg_breakdown.posts + excluded.posts",
-        [(tag, lang, country, n) for (tag, lang, country), n in moves.items()],
+        "INSERT INTO agg_breakdown(tag, lang, country, source, posts) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT(tag, lang, country, source) DO UPDATE SET posts = agg_breakdown.posts + excluded.posts",
+        [(tag, lang, country, source, n) for (tag, lang, country, source), n in counts.items()],
     )
 
 
-def _select_in(conn: Connection, sql: str, values: Sequence) -> list[tuple]:
-    """Rows of `sql` followed by `(?, ?, …)` over `values`, in chunks under SQLite's variable limit."""
+def _select_in(conn: Connection, sql: str, values: Sequence, first: Sequence = ()) -> list[tuple]:
+    """Rows of `sql` followed by `(?, ?, …)` over `values`, in chunks under SQLite's variable limit;
+    `first` are the arguments of the placeholders before the list."""
     rows: list[tuple] = []
     for start in range(0, len(values), 900):
         chunk = values[start : start + 900]
         marks = ",".join("?" * len(chunk))
-        rows.extend(tuple(row) for row in conn.execute(f"{sql} ({marks})", chunk))
+        rows.extend(tuple(row) for row in conn.execute(f"{sql} ({marks})", [*first, *chunk]))
     return rows
 
 
 def unseen_posts(conn: Connection, posts: Sequence[PostRow]) -> list[PostRow]:
-    """Posts of the page that are not stored yet (first occurrence wins within the page)."""
-    by_id = {}
+    """Posts of the page not stored yet, by identity (source, key); first occurrence wins in the page."""
+    by_key: dict[tuple[str, str], PostRow] = {}
     for post in posts:
-        by_id.setdefault(post.id, post)
-    seen = {row[0] for row in _select_in(conn, "SELECT id FROM posts WHERE id IN", list(by_id))}
-    return [post for post_id, post in by_id.items() if post_id not in seen]
+        by_key.setdefault((post.source, post.identity), post)
+    seen: set[tuple[str, str]] = set()
+    for source in {source for source, _ in by_key}:
+        keys = [key for each, key in by_key if each == source]
+        sql = "SELECT source_key FROM posts WHERE source = ? AND source_key IN"
+        seen.update((source, row[0]) for row in _select_in(conn, sql, keys, (source,)))
+    return [post for identity, post in by_key.items() if identity not in seen]
 
 
 def add_to_aggregates(conn: Connection, posts: Sequence[PostRow]) -> None:
     """Fold new posts into the small tables the summaries read, so reads never scan posts."""
-    quarter: Counter[tuple[str, int]] = Counter()
-    breakdown: Counter[tuple[str, str, str]] = Counter()
-    per_user: Counter[tuple[str, str]] = Counter()
-    per_tag: Counter[str] = Counter()
-    newest: dict[str, int] = {}
+    quarter: Counter[tuple[str, int, str]] = Counter()
+    breakdown: Counter[tuple[str, str, str, str]] = Counter()
+    per_user: Counter[tuple[str, str, str]] = Counter()
+    per_tag: Counter[tuple[str, str]] = Counter()
+    newest: dict[tuple[str, str], int] = {}
     for post in posts:
-        bucket = post.created_ts // BUCKET_SECONDS
+        bucket, source = post.created_ts // BUCKET_SECONDS, post.source
         for tag in (ALL_TAGS, *post.tags):
-            quarter[(tag, bucket)] += 1
-            per_tag[tag] += 1
-            newest[tag] = max(newest.get(tag, 0), post.created_ts)
+            quarter[(tag, bucket, source)] += 1
+            per_tag[(tag, source)] += 1
+            newest[(tag, source)] = max(newest.get((tag, source), 0), post.created_ts)
             if post.author_id:
-                per_user[(post.author_id, tag)] += 1
+                per_user[(source, post.author_id, tag)] += 1
             if tag != ALL_TAGS:
-                breakdown[(tag, post.lang or "", post.country or "")] += 1
+                breakdown[(tag, post.lang or "", post.country or "", source)] += 1
     conn.executemany(
-        "INSERT INTO agg_quarter(tag, bucket, posts) VALUES (?, ?, ?)"
-        " ON CONFLICT(tag, bucket) DO UPDATE SET posts = agg_quarter.posts + excluded.posts",
-        [(tag, bucket, n) for (tag, bucket), n in quarter.items()],
+        "INSERT INTO agg_quarter(tag, bucket, source, posts) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(tag, bucket, source) DO UPDATE SET posts = agg_quarter.posts + excluded.posts",
+        [(*key, n) for key, n in quarter.items()],
+    )
+    _add_breakdown(conn, breakdown)
+    conn.executemany(
+        "INSERT INTO agg_user(source, user_id, tag, posts, followers, username)"
+        " SELECT ?, ?, ?, ?, followers, username FROM users WHERE source = ? AND id = ? AND true"
+        " ON CONFLICT(source, user_id, tag) DO UPDATE SET posts = agg_user.posts + excluded.posts",
+        [(source, user_id, tag, n, source, user_id) for (source, user_id, tag), n in per_user.items()],
     )
     conn.executemany(
-        "INSERT INTO agg_breakdown(tag, lang, country, posts) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT(tag, lang, country) DO UPDATE SET posts = agg_breakdown.posts + excluded.posts",
-        [(tag, lang, country, n) for (tag, lang, country), n in breakdown.items()],
-    )
-    conn.executemany(
-        "INSERT INTO agg_user(user_id, tag, posts, followers, username)"
-        " SELECT ?, ?, ?, followers, username FROM users WHERE id = ? AND true"
-        " ON CONFLICT(user_id, tag) DO UPDATE SET posts = agg_user.posts + excluded.posts",
-        [(user_id, tag, n, user_id) for (user_id, tag), n in per_user.items()],
-    )
-    conn.executemany(
-        "INSERT INTO agg_tag(tag, posts, newest_ts) VALUES (?, ?, ?)"
-        " ON CONFLICT(tag) DO UPDATE SET posts = agg_tag.posts + excluded.posts,"
+        "INSERT INTO agg_tag(tag, source, posts, newest_ts) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(tag, source) DO UPDATE SET posts = agg_tag.posts + excluded.posts,"
         " newest_ts = CASE WHEN excluded.newest_ts > agg_tag.newest_ts THEN excluded.newest_ts"
         " ELSE agg_tag.newest_ts END",
-        [(tag, n, newest[tag]) for tag, n in per_tag.items()],
+        [(tag, source, n, newest[(tag, source)]) for (tag, source), n in per_tag.items()],
     )
 
 
 def begin_run(
     conn: Connection,
     *,
-    source: str,
+    source: str | Sequence[str],
     trigger: str,
     tags: Sequence[str],
     holder: str,
     now: float | None = None,
     ttl: float = LEASE_TTL_SECONDS,
 ) -> RunStart:
-    """Take the collection lease and record a new run, or report the live run that holds the lease.
+    """Take the collection lease and record a new run of every tag from each source (one name or
+    several), or report the live run that holds the lease.
 
     A holder that was a process on this host that no longer exists is taken over at once; a holder
     elsewhere keeps the lease until its TTL runs out. Runs left `running` are marked abandoned.
@@ -378,11 +434,23 @@ def begin_run(
             " error = 'abandoned: the process running it stopped' WHERE status = 'running'",
             (timestamps.utc(now),),
         )
+        conn.execute(
+            "UPDATE run_sources SET status = 'failed', error = 'abandoned: the process running it stopped'"
+            " WHERE status = 'running'"
+        )
+        sources = (source,) if isinstance(source, str) else tuple(source)
         run_id = conn.execute(
             "INSERT INTO runs(started_at, source, trigger, status) VALUES (?, ?, ?, 'running') RETURNING id",
-            (timestamps.utc(now), source, trigger),
+            (timestamps.utc(now), ",".join(sources), trigger),
         ).scalar_one()
-        conn.executemany("INSERT INTO run_tags(run_id, tag) VALUES (?, ?)", [(run_id, tag) for tag in tags])
+        conn.executemany(
+            "INSERT INTO run_sources(run_id, source, status) VALUES (?, ?, 'running')",
+            [(run_id, name) for name in sources],
+        )
+        conn.executemany(
+            "INSERT INTO run_tags(run_id, source, tag) VALUES (?, ?, ?)",
+            [(run_id, name, tag) for name in sources for tag in tags],
+        )
         conn.execute(
             "INSERT INTO lease(name, run_id, holder, expires_at, host, pid) VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(name) DO UPDATE SET run_id = excluded.run_id, holder = excluded.holder,"
@@ -459,14 +527,53 @@ def finish_tag(
     *,
     requests: int = 0,
     now: float | None = None,
+    source: str = "x",
 ) -> None:
-    """Record how one tag's part of a run ended, with the requests not yet counted with a page."""
+    """Record how one tag's part of a run from `source` ended, with the requests not yet counted with
+    a page."""
     with transaction(conn):
         renew_lease(conn, run_id, now=now)
         conn.execute(
-            "UPDATE run_tags SET status = ?, error = ?, requests = requests + ? WHERE run_id = ? AND tag = ?",
-            (status, error, requests, run_id, tag),
+            "UPDATE run_tags SET status = ?, error = ?, requests = requests + ?"
+            " WHERE run_id = ? AND source = ? AND tag = ?",
+            (status, error, requests, run_id, source, tag),
         )
+
+
+def finish_source(
+    conn: Connection,
+    run_id: int,
+    source: str,
+    status: str,
+    error: str | None = None,
+    *,
+    failed_tag: str | None = None,
+    failed_tag_requests: int = 0,
+) -> bool:
+    """Record how one source's part of a run ended; False if the run was closed already.
+
+    `failed_tag` is the tag in flight when that part crashed (with its attempts not yet counted); tags
+    it never reached become `skipped`. Not fenced by the lease (like finish_run): a run another run
+    marked abandoned is no longer `running`, so nothing is written.
+    """
+    with transaction(conn):
+        running = conn.execute("SELECT 1 FROM runs WHERE id = ? AND status = 'running'", (run_id,)).fetchone()
+        if running is None:
+            return False
+        conn.execute(
+            "UPDATE run_sources SET status = ?, error = ? WHERE run_id = ? AND source = ?",
+            (status, error, run_id, source),
+        )
+        conn.execute(
+            "UPDATE run_tags SET status = 'failed', requests = requests + ?"
+            " WHERE run_id = ? AND source = ? AND tag = ?",
+            (failed_tag_requests, run_id, source, failed_tag),
+        )
+        conn.execute(
+            "UPDATE run_tags SET status = 'skipped' WHERE run_id = ? AND source = ? AND status = 'pending'",
+            (run_id, source),
+        )
+    return True
 
 
 def finish_run(
@@ -480,9 +587,10 @@ def finish_run(
 ) -> bool:
     """Close a run that is still `running` and release its lease; False if it was closed already.
 
-    `failed_tag` is the tag in flight when the run crashed (with its attempts not yet counted);
-    tags the run never reached become `skipped`. A run another run marked abandoned
-    after taking its lease keeps that record: a fenced-off run cannot overwrite it.
+    `failed_tag` is the tag in flight when the run crashed (with its attempts not yet counted; the
+    run's only source: a run of several records each source's with finish_source); tags the run never
+    reached become `skipped`, and sources still `running` take the run's status. A run another run
+    marked abandoned after taking its lease keeps that record: a fenced-off run cannot overwrite it.
     """
     with transaction(conn):
         closed = conn.execute(
@@ -497,6 +605,10 @@ def finish_run(
         )
         conn.execute(
             "UPDATE run_tags SET status = 'skipped' WHERE run_id = ? AND status = 'pending'", (run_id,)
+        )
+        conn.execute(
+            "UPDATE run_sources SET status = ?, error = ? WHERE run_id = ? AND status = 'running'",
+            (status, error, run_id),
         )
         conn.execute("DELETE FROM lease WHERE name = ? AND run_id = ?", (LEASE_NAME, run_id))
     return True

@@ -47,7 +47,7 @@ def _run() -> tuple[str, str]:
             path = Path(tmp) / "capture.db"
             store.init_db(path)
             settings = Settings(
-                db_path=str(path), source="x", x_bearer_token="capture-token", admin_token="adm"
+                db_path=str(path), sources=("x",), x_bearer_token="capture-token", admin_token="adm"
             )
             api = FakeXApi(
                 [make_post(500 + i, ["devops", "sre"], author="u1") for i in range(30)],

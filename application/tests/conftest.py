@@ -33,6 +33,8 @@ BOTH_BACKENDS = {
     "test_run_requests",
     "test_admin",
     "test_seed",
+    "test_migration_sources",
+    "test_multi_source",
 }
 PG_ONLY = {"test_postgres"}
 
@@ -156,7 +158,7 @@ def db_path(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Pat
 def settings(db_path: Path | str, backend: str) -> Settings:
     """Default settings on the temp database, sample source, an admin token set."""
     url = {"database_url": db_path} if backend == "postgresql" else {}
-    return Settings(db_path=str(db_path), source="sample", admin_token="test-admin-token", **url)
+    return Settings(db_path=str(db_path), sources=("sample",), admin_token="test-admin-token", **url)
 
 
 @pytest.fixture

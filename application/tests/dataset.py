@@ -56,14 +56,20 @@ def seed(conn: sqlite3.Connection, tags: tuple[str, ...] = DEFAULT_TAGS) -> int:
     devops = page([101, 102, 104, 105], [USERS["u1"], USERS["u2"], USERS["u3"], USERS["u4"]], [PLACE_US])
     sre = page([101, 103, 106], [USERS["u1"], USERS["u3"]])
     for tag, payload in (("devops", devops), ("sre", sre)):
-        parsed = parse_page(payload, tags, tag)
+        parsed = parse_page(payload, tags, tag, "sample")
         store.store_page(
-            conn, parsed, tag=tag, cursor=store.TagCursor(), run_id=run.run_id, posts_read=len(parsed.posts)
+            conn,
+            parsed,
+            tag=tag,
+            cursor=store.TagCursor(),
+            run_id=run.run_id,
+            posts_read=len(parsed.posts),
+            source="sample",
         )
-    store.finish_tag(conn, run.run_id, "devops", "success")
-    store.finish_tag(conn, run.run_id, "sre", "failed", "source_unavailable")
+    store.finish_tag(conn, run.run_id, "devops", "success", source="sample")
+    store.finish_tag(conn, run.run_id, "sre", "failed", "source_unavailable", source="sample")
     store.finish_run(conn, run.run_id, "failed", "sre: source_unavailable")
     refresh = page([105], [{**USERS["u4"], "public_metrics": {"followers_count": 1000}}], [PLACE_US])
     with store.transaction(conn):
-        store.write_rows(conn, parse_page(refresh, tags, "observability"))
+        store.write_rows(conn, parse_page(refresh, tags, "observability", "sample"))
     return run.run_id

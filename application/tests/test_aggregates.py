@@ -1,5 +1,6 @@
 """The maintained aggregates equal plain GROUP BYs over the raw rows, and the hourly summaries equal a
-per-post computation with zoneinfo, on random posts stored in random (overlapping) pages."""
+per-post computation with zoneinfo, on random posts stored in random (overlapping) pages from two
+sources (the same post id from both is two posts), for every source filter."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from tagwatch.parse import parse_page
 from tagwatch.timezones import offset_at, offset_segments
 
 TAGS = ("devops", "sre", "oauth")
+SOURCES = ("x", "sample")
+FILTERS = (None, ("x",), ("sample",), ("sample", "x"))
 HASHTAGS = ("devops", "DevOps", "sre", "SRE", "oauth", "kubernetes")  # mixed case and an untracked one
 LANGS = ("en", "de", "pt", None)
 PLACES = {"place-us": "us", "place-br": "BR"}
@@ -64,6 +67,7 @@ class Page:
     posts: tuple[Post, ...]
     followers: dict[str, int]  # users in includes → their follower count now
     query_tag: str | None
+    source: str = "x"
 
     def payload(self) -> dict:
         users = [make_user(uid, USERS[uid][0], n, USERS[uid][1]) for uid, n in self.followers.items()]
@@ -95,7 +99,8 @@ def scenarios(draw) -> list[Page]:
         )
         shown = [uid for uid in authors if draw(st.booleans()) or uid in {"u0", "u1"}]  # some authors unknown
         followers = {uid: draw(st.integers(0, 5000)) for uid in shown}
-        pages.append(Page(tuple(chosen), followers, draw(st.sampled_from((None, *TAGS)))))
+        query_tag = draw(st.sampled_from((None, *TAGS)))
+        pages.append(Page(tuple(chosen), followers, query_tag, draw(st.sampled_from(SOURCES))))
     return pages
 
 
@@ -103,44 +108,50 @@ def scenarios(draw) -> list[Page]:
 class Model:
     """What the database should hold, computed in Python: posts as first stored, latest followers."""
 
-    posts: dict[int, tuple[Post, frozenset[str]]]
-    followers: dict[str, int]
+    posts: dict[tuple[str, int], tuple[Post, frozenset[str]]]  # by identity (source, id)
+    followers: dict[tuple[str, str], int]  # by (source, user id)
 
     @classmethod
     def of(cls, pages: list[Page]) -> Model:
-        posts: dict[int, tuple[Post, frozenset[str]]] = {}
-        followers: dict[str, int] = {}
+        posts: dict[tuple[str, int], tuple[Post, frozenset[str]]] = {}
+        followers: dict[tuple[str, str], int] = {}
         for page in pages:
-            followers.update(page.followers)
+            followers.update({(page.source, uid): n for uid, n in page.followers.items()})
             for post in page.posts:
                 tags = {h.lower() for h in post.hashtags if h.lower() in TAGS} | {page.query_tag} - {None}
-                posts.setdefault(post.id, (post, frozenset(tags)))
+                posts.setdefault((page.source, post.id), (post, frozenset(tags)))
         return cls(posts, followers, frozenset(followers))
 
-    seen_authors: frozenset[str] = frozenset()
+    seen_authors: frozenset[tuple[str, str]] = frozenset()
 
-    def countries(self) -> dict[int, str | None]:
+    def countries(self) -> dict[tuple[str, int], str | None]:
         """Each post's country: its place's, else its author's profile country once that author was in
-        any page's includes (a post stored while its author was missing gets it when the author shows)."""
+        any page's includes of its source (a post stored while its author was missing gets it when the
+        author shows)."""
         result = {}
-        for post_id, (post, _) in self.posts.items():
+        for (source, post_id), (post, _) in self.posts.items():
             if post.place:
-                result[post_id] = PLACES[post.place].upper()
-            elif post.author in self.seen_authors:
-                result[post_id] = resolve_country(USERS[post.author][1])
+                result[(source, post_id)] = PLACES[post.place].upper()
+            elif (source, post.author) in self.seen_authors:
+                result[(source, post_id)] = resolve_country(USERS[post.author][1])
             else:
-                result[post_id] = None
+                result[(source, post_id)] = None
         return result
 
-    def scope(self, tag: str | None) -> list[Post]:
-        return [post for post, tags in self.posts.values() if tag is None or tag in tags]
+    def scope(self, tag: str | None, sources: tuple[str, ...] | None = None) -> list[tuple[str, Post]]:
+        return [
+            (source, post)
+            for (source, _), (post, tags) in self.posts.items()
+            if (tag is None or tag in tags) and (sources is None or source in sources)
+        ]
 
 
 def store_pages(conn: sqlite3.Connection, pages: list[Page]) -> None:
     for page in pages:
-        parsed = parse_page(page.payload(), TAGS, page.query_tag)
+        parsed = parse_page(page.payload(), TAGS, page.query_tag, page.source)
+        tag = page.query_tag or "devops"
         store.store_page(
-            conn, parsed, tag=page.query_tag or "devops", cursor=store.TagCursor(), run_id=None, posts_read=1
+            conn, parsed, tag=tag, cursor=store.TagCursor(), run_id=None, posts_read=1, source=page.source
         )
 
 
@@ -149,23 +160,24 @@ def rows(conn: sqlite3.Connection, sql: str) -> list[tuple]:
 
 
 EQUIVALENT_SQL = {
-    "SELECT tag, bucket, posts FROM agg_quarter": """
-        SELECT '', created_ts / 900, count(*) FROM posts GROUP BY created_ts / 900
-        UNION ALL SELECT pt.tag, p.created_ts / 900, count(*) FROM posts p
-            JOIN post_tags pt ON pt.post_id = p.id GROUP BY pt.tag, p.created_ts / 900""",
-    "SELECT tag, lang, country, posts FROM agg_breakdown": """
-        SELECT pt.tag, coalesce(p.lang, ''), coalesce(p.country, ''), count(*) FROM posts p
-            JOIN post_tags pt ON pt.post_id = p.id GROUP BY 1, 2, 3""",
-    "SELECT user_id, tag, posts, followers, username FROM agg_user": """
-        SELECT p.author_id, '', count(*), u.followers, u.username FROM posts p
-            JOIN users u ON u.id = p.author_id GROUP BY p.author_id, u.followers, u.username
-        UNION ALL SELECT p.author_id, pt.tag, count(*), u.followers, u.username FROM posts p
-            JOIN post_tags pt ON pt.post_id = p.id JOIN users u ON u.id = p.author_id
-            GROUP BY p.author_id, pt.tag, u.followers, u.username""",
-    "SELECT tag, posts, newest_ts FROM agg_tag": """
-        SELECT '', count(*), max(created_ts) FROM posts HAVING count(*) > 0
-        UNION ALL SELECT pt.tag, count(*), max(p.created_ts) FROM posts p
-            JOIN post_tags pt ON pt.post_id = p.id GROUP BY pt.tag""",
+    "SELECT source, tag, bucket, posts FROM agg_quarter": """
+        SELECT source, '', created_ts / 900, count(*) FROM posts GROUP BY source, created_ts / 900
+        UNION ALL SELECT p.source, pt.tag, p.created_ts / 900, count(*) FROM posts p
+            JOIN post_tags pt ON pt.post_id = p.id GROUP BY p.source, pt.tag, p.created_ts / 900""",
+    "SELECT source, tag, lang, country, posts FROM agg_breakdown": """
+        SELECT p.source, pt.tag, coalesce(p.lang, ''), coalesce(p.country, ''), count(*) FROM posts p
+            JOIN post_tags pt ON pt.post_id = p.id GROUP BY 1, 2, 3, 4""",
+    "SELECT source, user_id, tag, posts, followers, username FROM agg_user": """
+        SELECT p.source, p.author_id, '', count(*), max(u.followers), max(u.username) FROM posts p
+            JOIN users u ON u.source = p.source AND u.id = p.author_id GROUP BY p.source, p.author_id
+        UNION ALL SELECT p.source, p.author_id, pt.tag, count(*), max(u.followers), max(u.username)
+            FROM posts p JOIN post_tags pt ON pt.post_id = p.id
+            JOIN users u ON u.source = p.source AND u.id = p.author_id
+            GROUP BY p.source, p.author_id, pt.tag""",
+    "SELECT source, tag, posts, newest_ts FROM agg_tag": """
+        SELECT source, '', count(*), max(created_ts) FROM posts GROUP BY source
+        UNION ALL SELECT p.source, pt.tag, count(*), max(p.created_ts) FROM posts p
+            JOIN post_tags pt ON pt.post_id = p.id GROUP BY p.source, pt.tag""",
 }
 
 
@@ -195,30 +207,36 @@ def brute_by_hour(times: list[int], zone: ZoneInfo, since: int | None, until: in
     return series
 
 
-def brute_top_users(model: Model, conn: sqlite3.Connection, tag: str | None) -> list[dict]:
-    known = {uid for (uid,) in conn.execute("SELECT id FROM users WHERE username IS NOT NULL")}
-    posts = Counter(p.author for p in model.scope(tag) if p.author in known)
+def brute_top_users(model: Model, conn: sqlite3.Connection, tag: str | None, sources=None) -> list[dict]:
+    known = set(conn.execute("SELECT source, id FROM users WHERE username IS NOT NULL").all())
+    posts = Counter((s, p.author) for s, p in model.scope(tag, sources) if (s, p.author) in known)
     tags = {
-        uid: sorted({t for post, ts in model.posts.values() if post.author == uid for t in ts})
-        for uid in posts
+        (source, uid): sorted(
+            {t for (s, _), (post, ts) in model.posts.items() if (s, post.author) == (source, uid) for t in ts}
+        )
+        for source, uid in posts
     }
     users = [
         {
             "username": USERS[uid][0],
             "name": USERS[uid][0].title(),
-            "followers": model.followers[uid],
+            "source": source,
+            "followers": model.followers[(source, uid)],
             "posts": n,
-            "tags": tags[uid],
+            "tags": tags[(source, uid)],
         }
-        for uid, n in posts.items()
+        for (source, uid), n in posts.items()
     ]
-    return sorted(users, key=lambda u: (-u["followers"], u["username"]))
+    return sorted(users, key=lambda u: (-u["followers"], u["username"], u["source"]))
 
 
-def brute_breakdown(conn: sqlite3.Connection, by: tuple[str, ...]) -> list[dict]:
+def brute_breakdown(conn: sqlite3.Connection, by: tuple[str, ...], sources=None) -> list[dict]:
     country = dict(conn.execute("SELECT id, country FROM posts").all())
+    source = dict(conn.execute("SELECT id, source FROM posts").all())
     counts: Counter[tuple] = Counter()
     for post_id, tag in conn.execute("SELECT post_id, tag FROM post_tags"):
+        if sources is not None and source[post_id] not in sources:
+            continue
         lang = conn.execute("SELECT lang FROM posts WHERE id = ?", (post_id,)).fetchone()[0]
         values = {"lang": lang, "country": country[post_id]}
         counts[(tag, *(values[d] for d in by))] += 1
@@ -243,34 +261,42 @@ def test_aggregates_equal_group_by_and_per_post_hours(backend, request, pages, d
 
 
 def check_database(conn: sqlite3.Connection, model: Model, data: st.DataObject) -> None:
-    assert {row[0] for row in conn.execute("SELECT id FROM posts")} == set(model.posts)
-    assert dict(conn.execute("SELECT id, country FROM posts").all()) == model.countries()
-    for post_id, (_, tags) in model.posts.items():
-        assert {t for (t,) in conn.execute("SELECT tag FROM post_tags WHERE post_id = ?", (post_id,))} == tags
-    followers = conn.execute("SELECT id, followers FROM users WHERE username IS NOT NULL").all()
-    assert dict(followers) == model.followers
+    stored = {
+        (s, int(key)): post_id for s, key, post_id in conn.execute("SELECT source, source_key, id FROM posts")
+    }
+    assert set(stored) == set(model.posts)
+    country = dict(conn.execute("SELECT id, country FROM posts").all())
+    assert {identity: country[post_id] for identity, post_id in stored.items()} == model.countries()
+    for identity, (_, tags) in model.posts.items():
+        found = conn.execute("SELECT tag FROM post_tags WHERE post_id = ?", (stored[identity],)).scalars()
+        assert set(found) == tags
+    followers = conn.execute("SELECT source, id, followers FROM users WHERE username IS NOT NULL").all()
+    assert {(s, uid): n for s, uid, n in followers} == model.followers
     for aggregate_sql, raw_sql in EQUIVALENT_SQL.items():
         assert rows(conn, aggregate_sql) == rows(conn, raw_sql), aggregate_sql
     first = min(p.ts for p, _ in model.posts.values())
     since = data.draw(st.integers(first // 900 - 96, first // 900 + 480), label="since") * 900
     until = since + data.draw(st.integers(1, 6 * 96), label="quarters") * 900
+    sources = data.draw(st.sampled_from(FILTERS), label="sources")
     for tag in (None, *TAGS):
-        times = [p.ts for p in model.scope(tag)]
-        assert aggregates.top_users(conn, tag, 100) == brute_top_users(model, conn, tag)
+        times = [p.ts for _, p in model.scope(tag, sources)]
+        for each in FILTERS:
+            assert aggregates.top_users(conn, tag, 100, each) == brute_top_users(model, conn, tag, each)
         for name in ZONES:
             zone = ZoneInfo(name)
-            assert aggregates.posts_by_hour(conn, tag, zone, None, None) == brute_by_hour(
+            assert aggregates.posts_by_hour(conn, tag, zone, None, None, sources) == brute_by_hour(
                 times, zone, None, None
             )
             for bounds in ((since, until), (since, None), (None, until)):
-                assert aggregates.posts_by_hour(conn, tag, zone, *bounds) == brute_by_hour(
+                assert aggregates.posts_by_hour(conn, tag, zone, *bounds, sources) == brute_by_hour(
                     times, zone, *bounds
                 )
             by_hour = Counter(datetime.fromtimestamp(t, tz=zone).hour for t in times)
             expected = [{"hour": h, "count": by_hour[h]} for h in range(24)]
-            assert aggregates.posts_by_hour_of_day(conn, tag, zone) == expected
+            assert aggregates.posts_by_hour_of_day(conn, tag, zone, sources) == expected
     for by in (("lang", "country"), ("lang",), ("country",)):
-        assert aggregates.breakdown(conn, TAGS, by)[0] == brute_breakdown(conn, by)
+        for each in FILTERS:
+            assert aggregates.breakdown(conn, TAGS, by, each)[0] == brute_breakdown(conn, by, each)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from backends import settings_on
 
 from tagwatch import aggregates, store
 from tagwatch.app import create_app
-from tagwatch.config import Settings
+from tagwatch.config import SOURCE_NAMES, Settings
 from tagwatch.parse import parse_page
 
 PROBLEM_BASE = "https://github.com/tagwatch/tagwatch/blob/main/docs/api.md#"
@@ -73,13 +73,35 @@ def test_top_users_by_latest_followers_ties_by_username(client, run_id):
         {
             "username": "dave",
             "name": "Dave",
+            "source": "sample",
             "followers": 1000,
             "posts": 1,
             "tags": ["devops", "observability"],
         },
-        {"username": "bob", "name": "Bob", "followers": 900, "posts": 1, "tags": ["devops"]},
-        {"username": "carol", "name": "Carol", "followers": 900, "posts": 2, "tags": ["devops", "sre"]},
-        {"username": "alice", "name": "Alice", "followers": 500, "posts": 2, "tags": ["devops", "sre"]},
+        {
+            "username": "bob",
+            "name": "Bob",
+            "source": "sample",
+            "followers": 900,
+            "posts": 1,
+            "tags": ["devops"],
+        },
+        {
+            "username": "carol",
+            "name": "Carol",
+            "source": "sample",
+            "followers": 900,
+            "posts": 2,
+            "tags": ["devops", "sre"],
+        },
+        {
+            "username": "alice",
+            "name": "Alice",
+            "source": "sample",
+            "followers": 500,
+            "posts": 2,
+            "tags": ["devops", "sre"],
+        },
     ]
 
 
@@ -93,8 +115,8 @@ def test_top_users_tag_counts_posts_for_that_tag(client, run_id):
 def test_top_users_limit_and_meta(client, run_id):
     body = get(client, "/api/v1/users/top?limit=2")
     assert [u["username"] for u in body["data"]] == ["dave", "bob"]
-    assert set(body["meta"]) == {"tag", "limit", "generated_at"}
-    assert body["meta"]["tag"] is None
+    assert set(body["meta"]) == {"tag", "source", "limit", "generated_at"}
+    assert body["meta"]["tag"] is None and body["meta"]["source"] is None
 
 
 @pytest.mark.parametrize("given", ["devops", "#devops", "DevOps", "#DEVOPS"])
@@ -165,6 +187,7 @@ def test_by_hour_since_until_bound_the_series(client, run_id):
     ]
     assert body["meta"] == {
         "tag": "devops",
+        "source": None,
         "tz": "UTC",
         "since": "2026-11-18T10:00:00Z",
         "until": "2026-11-18T15:00:00Z",
@@ -287,7 +310,7 @@ def test_tags_overview(client, run_id):
     body = get(client, "/api/v1/tags")
     overview = {row["tag"]: row for row in body["data"]}
     assert list(overview) == list(Settings().tags)
-    assert body["meta"]["source"] == "sample"
+    assert (body["meta"]["source"], body["meta"]["sources"]) == (None, ["sample"])
     devops, sre = overview["devops"], overview["sre"]
     assert (devops["posts"], devops["newest_post_at"]) == (4, "2026-11-18T14:30:00Z")
     assert (devops["last_run"]["id"], devops["last_run"]["status"]) == (run_id, "success")
@@ -296,13 +319,15 @@ def test_tags_overview(client, run_id):
         "2026-11-19T02:00:00Z",
         "failed",
     )
+    observability = {"posts": 1, "newest_post_at": "2026-11-18T14:30:00Z", "last_run": None}
     assert overview["observability"] == {
         "tag": "observability",
-        "posts": 1,
-        "newest_post_at": "2026-11-18T14:30:00Z",
-        "last_run": None,
+        **observability,
+        "sources": [{"source": "sample", **observability}],
     }
-    assert overview["oauth"] == {"tag": "oauth", "posts": 0, "newest_post_at": None, "last_run": None}
+    nothing = {"posts": 0, "newest_post_at": None, "last_run": None}
+    assert overview["oauth"] == {"tag": "oauth", **nothing, "sources": [{"source": "sample", **nothing}]}
+    assert devops["sources"] == [{"source": "sample", **{k: devops[k] for k in nothing}}]
 
 
 # posts
@@ -313,6 +338,8 @@ def test_posts_newest_first_with_every_field(client, run_id):
     assert [p["id"] for p in posts] == ["106", "105", "104", "103", "102", "101"]
     assert posts[1] == {
         "id": "105",
+        "source": "sample",
+        "source_key": "105",
         "created_at": "2026-11-18T14:30:00.000Z",
         "text": "hello #devops #Observability",
         "lang": "en",
@@ -383,9 +410,28 @@ def test_runs_list_and_one_run(client, run_id):
         "posts_read": 7,
         "posts_new": 6,
     }
-    assert run["tags"] == [
-        {"tag": "devops", "status": "success", "requests": 1, "posts_read": 4, "posts_new": 4, "error": None},
+    assert run["sources"] == [
         {
+            "source": "sample",
+            "status": "failed",
+            "error": "sre: source_unavailable",
+            "requests": 2,
+            "posts_read": 7,
+            "posts_new": 6,
+        }
+    ]
+    assert run["tags"] == [
+        {
+            "source": "sample",
+            "tag": "devops",
+            "status": "success",
+            "requests": 1,
+            "posts_read": 4,
+            "posts_new": 4,
+            "error": None,
+        },
+        {
+            "source": "sample",
             "tag": "sre",
             "status": "failed",
             "requests": 1,
@@ -638,3 +684,74 @@ def test_openapi_document_is_served(client):
 def test_every_answer_has_a_request_id(client):
     response = client.get("/api/v1/nope", headers={"X-Request-ID": "abc-123"})
     assert response.headers["X-Request-ID"] == "abc-123"
+
+
+# source: one source or a comma list, on every endpoint
+
+SOURCE_ENDPOINTS = (*TAG_ENDPOINTS, "/api/v1/tags", "/api/v1/runs")
+
+
+@pytest.mark.parametrize("endpoint", SOURCE_ENDPOINTS)
+@pytest.mark.parametrize("value", ["rss", "x,rss", "x,", ",x", "x;sample", "m%C3%A4stodon", "%00"])
+def test_unknown_source_is_400(client, endpoint, value):
+    body = assert_problem(client.get(f"{endpoint}?source={value}"), 400, "invalid-parameter", "source")
+    assert body["invalid_params"][0]["reason"].startswith("unknown source")
+
+
+def store_x_post(conn) -> None:
+    """One X post by a new author (the dataset's posts are all from the sample)."""
+    page = {"data": [dataset.post(2001, "2026-11-19T03:00:00.000Z", ["devops"], "u9", "fr")]}
+    page["includes"] = {"users": [{"id": "u9", "username": "xena", "name": "Xena", "public_metrics": {}}]}
+    with store.transaction(conn):
+        store.write_rows(conn, parse_page(page, dataset.DEFAULT_TAGS, "devops", "x"))
+
+
+@pytest.mark.parametrize(
+    ("source", "devops", "users"),
+    [
+        (None, 5, ["dave", "bob", "carol", "alice", "xena"]),
+        ("x", 1, ["xena"]),
+        ("sample", 4, ["dave", "bob", "carol", "alice"]),
+        ("SAMPLE,x", 5, ["dave", "bob", "carol", "alice", "xena"]),
+        ("x,x,mastodon", 1, ["xena"]),
+        ("bluesky", 0, []),
+    ],
+)
+def test_source_filter_is_answered_per_source(client, conn, run_id, source, devops, users):
+    store_x_post(conn)
+    query = f"?source={source}" if source else ""
+    assert get(client, f"/api/v1/tags/breakdown{query}")["meta"]["totals"]["devops"] == devops
+    assert [u["username"] for u in data(client, f"/api/v1/users/top{query}")] == users
+    assert (
+        sum(h["count"] for h in data(client, f"/api/v1/posts/by-hour-of-day?tag=devops&{query[1:]}"))
+        == devops
+    )
+    assert len(data(client, f"/api/v1/posts?tag=devops&{query[1:]}")) == devops
+    assert {row["tag"]: row["posts"] for row in data(client, f"/api/v1/tags{query}")}["devops"] == devops
+    echoed = get(client, f"/api/v1/users/top{query}")["meta"]["source"]
+    assert echoed == (
+        None if source is None else sorted({s.lower() for s in source.split(",")}, key=SOURCE_NAMES.index)
+    )
+
+
+def test_tags_report_each_source(client, conn, run_id):
+    store_x_post(conn)
+    devops = {row["tag"]: row for row in data(client, "/api/v1/tags")}["devops"]
+    assert [(s["source"], s["posts"]) for s in devops["sources"]] == [("sample", 4), ("x", 1)]
+    assert devops["sources"][1]["newest_post_at"] == "2026-11-19T03:00:00Z" == devops["newest_post_at"]
+    only_x = {row["tag"]: row for row in data(client, "/api/v1/tags?source=x")}["devops"]
+    assert (only_x["posts"], [s["source"] for s in only_x["sources"]]) == (1, ["x"])
+
+
+def test_runs_filter_by_source(client, conn, run_id):
+    other = store.begin_run(conn, source=("x", "mastodon"), trigger="manual", tags=("devops",), holder="t")
+    store.finish_run(conn, other.run_id, "success")
+    assert [r["id"] for r in data(client, "/api/v1/runs")] == [other.run_id, run_id]
+    assert [r["id"] for r in data(client, "/api/v1/runs?source=sample")] == [run_id]
+    assert [r["id"] for r in data(client, "/api/v1/runs?source=mastodon,sample")] == [other.run_id, run_id]
+    run = data(client, f"/api/v1/runs/{other.run_id}")
+    assert (run["source"], [(s["source"], s["status"]) for s in run["sources"]]) == (
+        "x,mastodon",
+        [("mastodon", "success"), ("x", "success")],
+    )
+    assert [(t["source"], t["status"]) for t in run["tags"]] == [("mastodon", "skipped"), ("x", "skipped")]

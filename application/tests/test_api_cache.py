@@ -72,7 +72,7 @@ def test_one_snapshot_per_response(client, conn, monkeypatch):
     """A commit landing between two SELECTs of one response is invisible to the second one."""
     dataset.seed(conn)
 
-    def overview_with_a_commit_in_the_middle(reader, tags):
+    def overview_with_a_commit_in_the_middle(reader, tags, sources):
         before = reader.execute("SELECT sum(posts) FROM agg_tag").fetchone()[0]
         write_post(conn, 901)
         after = reader.execute("SELECT sum(posts) FROM agg_tag").fetchone()[0]

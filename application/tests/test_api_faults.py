@@ -73,7 +73,7 @@ def locked() -> Iterator[Callable[[Path], None]]:
     def lock(path: Path) -> None:
         conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("BEGIN EXCLUSIVE")
-        conn.execute("INSERT INTO agg_tag(tag, posts, newest_ts) VALUES ('locked', 1, 1)")
+        conn.execute("INSERT INTO agg_tag(tag, source, posts, newest_ts) VALUES ('locked', 'x', 1, 1)")
         holders.append(conn)
 
     yield lock

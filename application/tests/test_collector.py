@@ -47,7 +47,7 @@ def corpus() -> FakeXApi:
 
 
 def make_collector(db_path, api: FakeXApi, budget: int = 1000, conn=None) -> Collector:
-    settings = settings_on(db_path, tags=TAGS, source="x", x_bearer_token="t", max_posts_per_tag=budget)
+    settings = settings_on(db_path, tags=TAGS, sources=("x",), x_bearer_token="t", max_posts_per_tag=budget)
     client = XClient(FAKE_BASE_URL, "t", session=fake_session(api), sleep=RecordedSleep(), clock=lambda: 0.0)
     return Collector(settings, client, conn=conn)
 
@@ -60,10 +60,10 @@ def snapshot(db_path) -> dict:
         " ORDER BY id",
         "post_tags": "SELECT * FROM post_tags ORDER BY tag, post_id",
         "users": "SELECT id, username, followers FROM users ORDER BY id",
-        "agg_quarter": "SELECT * FROM agg_quarter ORDER BY 1, 2",
-        "agg_breakdown": "SELECT * FROM agg_breakdown ORDER BY 1, 2, 3",
-        "agg_user": "SELECT * FROM agg_user ORDER BY 1, 2",
-        "agg_tag": "SELECT * FROM agg_tag ORDER BY 1",
+        "agg_quarter": "SELECT * FROM agg_quarter ORDER BY 1, 2, 3",
+        "agg_breakdown": "SELECT * FROM agg_breakdown ORDER BY 1, 2, 3, 4",
+        "agg_user": "SELECT * FROM agg_user ORDER BY 1, 2, 3",
+        "agg_tag": "SELECT * FROM agg_tag ORDER BY 1, 2",
         "cursors": "SELECT tag, since_id, pending_next_token FROM tag_state ORDER BY tag",
     }
     result = {name: [tuple(r) for r in conn.execute(sql)] for name, sql in tables.items()}
@@ -225,8 +225,8 @@ def test_collector_crash_inside_a_page_transaction_rolls_it_back(tmp_path, monke
 
     original, calls = store.save_cursor, itertools.count(1)
 
-    def failing_save_cursor(conn, tag, cursor):
-        original(conn, tag, cursor)
+    def failing_save_cursor(conn, tag, cursor, source="x"):
+        original(conn, tag, cursor, source)
         if next(calls) == fail_on_cursor_write:
             raise Crash()
 
@@ -505,7 +505,7 @@ def test_collector_circuit_opens_after_consecutive_unavailable_tags(tmp_path, ca
     path = tmp_db(tmp_path / "c.db")
     api = FakeXApi([], USERS)
     api.fault = lambda params: Scripted(503, "<html>down</html>")
-    settings = Settings(db_path=str(path), tags=tags, source="x", x_bearer_token="t")
+    settings = Settings(db_path=str(path), tags=tags, sources=("x",), x_bearer_token="t")
     client = XClient(FAKE_BASE_URL, "t", session=fake_session(api), sleep=RecordedSleep(), clock=lambda: 0.0)
     collector = Collector(settings, client)
     with caplog.at_level(logging.INFO, logger="tagwatch"):

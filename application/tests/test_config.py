@@ -16,7 +16,7 @@ def test_settings_defaults_without_environment():
     settings = Settings.from_env({})
     assert settings.db_path == "data/tagwatch.db"
     assert settings.tags == DEFAULT_TAGS and len(DEFAULT_TAGS) == 10
-    assert settings.source == "sample"
+    assert settings.sources == ("sample",)
     assert (settings.max_posts_per_tag, settings.collect_interval, settings.log_level) == (100, 900, "INFO")
     assert settings.x_api_base_url == "https://api.x.com"
     assert (settings.metrics_port, settings.port, settings.web_concurrency) == (9108, 8000, 2)
@@ -39,8 +39,8 @@ def test_settings_blank_tags_mean_the_defaults():
 
 
 def test_settings_source_defaults_to_x_when_a_token_is_set():
-    assert Settings.from_env({"X_BEARER_TOKEN": "abc"}).source == "x"
-    assert Settings.from_env({"X_BEARER_TOKEN": "abc", "TAGWATCH_SOURCE": "sample"}).source == "sample"
+    assert Settings.from_env({"X_BEARER_TOKEN": "abc"}).sources == ("x",)
+    assert Settings.from_env({"X_BEARER_TOKEN": "abc", "TAGWATCH_SOURCE": "sample"}).sources == ("sample",)
 
 
 BLUESKY = {"BLUESKY_HANDLE": "me.bsky.social", "BLUESKY_APP_PASSWORD": "secret-app-pw"}
@@ -64,12 +64,6 @@ BLUESKY = {"BLUESKY_HANDLE": "me.bsky.social", "BLUESKY_APP_PASSWORD": "secret-a
 def test_settings_sources_list_alias_and_default(env, sources):
     settings = Settings.from_env(env)
     assert settings.sources == sources
-    assert settings.source == sources[0]  # today's callers read the first source
-
-
-def test_settings_source_and_sources_stay_in_step_when_built_directly():
-    assert Settings(source="x").sources == ("x",)
-    assert Settings(sources=("mastodon", "sample")).source == "mastodon"
 
 
 @pytest.mark.parametrize(

@@ -292,7 +292,7 @@ def truth(tmp_path_factory) -> dict:
 
 
 def collector(path, base_url: str, clock: FixedClock, sleep: RecordedSleep | None = None) -> Collector:
-    settings = settings_on(path, tags=TAGS, source="x", x_bearer_token="t", max_posts_per_tag=1000)
+    settings = settings_on(path, tags=TAGS, sources=("x",), x_bearer_token="t", max_posts_per_tag=1000)
     client = XClient(
         base_url, "t", policy=POLICY, sleep=sleep or RecordedSleep(clock), clock=clock, monotonic=clock
     )

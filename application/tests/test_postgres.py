@@ -237,7 +237,7 @@ def test_migrate_data_reports_a_difference_with_exit_1(db_path, tmp_path):
     target.execute("UPDATE agg_tag SET posts = posts + 1 WHERE tag = ''")
     assert runner.invoke(main, command).exit_code == 0  # agg_tag is upserted whole: the copy repairs it
     target.execute("DELETE FROM agg_quarter WHERE bucket = (SELECT min(bucket) FROM agg_quarter)")
-    target.execute("INSERT INTO agg_quarter(tag, bucket, posts) VALUES ('zzz', 1, 1)")
+    target.execute("INSERT INTO agg_quarter(tag, bucket, source, posts) VALUES ('zzz', 1, 'x', 1)")
     original = store.connect(source)
     original.execute("DELETE FROM agg_quarter WHERE tag = 'zzz'")
     from tagwatch import migrate

@@ -64,7 +64,7 @@ def test_sample_source_first_run_gets_history_and_new_posts_appear_later(tmp_pat
     clock = FixedClock(NOW)
     path = tmp_path / "s.db"
     store.init_db(path)
-    settings = Settings(db_path=str(path), source="sample", max_posts_per_tag=1000)
+    settings = Settings(db_path=str(path), sources=("sample",), max_posts_per_tag=1000)
     first = Collector(settings, sample_client(clock)).run_once()
     conn = store.connect(path)
     low, high = conn.execute("SELECT min(created_ts), max(created_ts) FROM posts").fetchone()

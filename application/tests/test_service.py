@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -10,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from fakes import FakeXApi, Scripted, make_post, make_user, serve_fake_x
+from fakes import FakeXApi, FixedClock, Scripted, make_post, make_user, serve_fake_x
+from fakes_mastodon import Author, FakeMastodon, serve_mastodon, toot
 from processes import start, tagwatch_env
 
 from tagwatch import store
+from tagwatch.config import Settings
 from tagwatch.service import EXIT_CODES, EXIT_LEASE_HELD, once_outcome
 
 
@@ -49,22 +52,41 @@ def test_exit_codes_are_distinct_and_2_is_start_up():
 def collect_once(db: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "tagwatch", "collect", "--once"],
-        env=tagwatch_env(db, TAGWATCH_TAGS="devops,sre", TAGWATCH_MAX_POSTS_PER_TAG="20", **env),
+        env=tagwatch_env(db, **{"TAGWATCH_TAGS": "devops,sre", "TAGWATCH_MAX_POSTS_PER_TAG": "20", **env}),
         capture_output=True,
         text=True,
         timeout=120,
     )
 
 
-@pytest.mark.parametrize("sources", ["mastodon", "sample,mastodon"])
-def test_collect_sources_the_collector_cannot_run_yet_stop_start_up(tmp_path, sources):
-    done = collect_once(tmp_path / "c.db", TAGWATCH_SOURCES=sources)
-    assert done.returncode == 2
-    assert done.stderr.splitlines() == [
-        "tagwatch: configuration error: TAGWATCH_SOURCES must be x or sample, got "
-        f"{sources!r} (the collector does not run mastodon, bluesky or several sources at once yet)"
-    ]
-    assert store.connect(tmp_path / "c.db").execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+def test_collect_once_with_mastodon_alone_stores_real_posts_for_the_ten_default_tags(tmp_path):
+    """The README's quickstart (`TAGWATCH_SOURCES=mastodon`, no key) end to end against a fake Mastodon
+    server: one `collect --once` stores posts for every default tag, well within a minute, and every
+    collector line says its source."""
+    clock = FixedClock(time.time())
+    server = FakeMastodon("127.0.0.1", clock)
+    author = Author("ana", "social.example", "Ana", 42)
+    server.receive(*(toot(n, author, [tag]) for n, tag in enumerate(Settings().tags)))
+    stop = serve_mastodon(server)
+    try:
+        started = time.monotonic()
+        done = collect_once(
+            tmp_path / "m.db", TAGWATCH_SOURCES="mastodon", MASTODON_SERVERS=server.base_url, TAGWATCH_TAGS=""
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        stop()
+    assert (done.returncode, done.stderr.splitlines()[-1]) == (
+        0,
+        "tagwatch: collect: run 1 success: every tag is done (exit 0)",
+    )
+    assert elapsed < 60
+    conn = store.connect(tmp_path / "m.db")
+    per_tag = dict(conn.execute("SELECT tag, posts FROM agg_tag WHERE source = 'mastodon'").all())
+    assert per_tag == {"": 10, **dict.fromkeys(Settings().tags, 1)}
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    collector = [line for line in lines if line["event.dataset"] == "tagwatch.collector"]
+    assert collector and all(line.get("tagwatch.source") == "mastodon" for line in collector)
 
 
 def last_run(db: Path) -> dict:

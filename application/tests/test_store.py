@@ -196,7 +196,7 @@ def test_init_db_migrates_a_version_1_database_in_place(tmp_path):
     conn = legacy_schema.build(path, version=1)
     conn.execute("INSERT INTO lease(name, run_id, holder, expires_at) VALUES ('collect', 1, 'h:1', 5)")
     conn.close()
-    assert store.init_db(path) == store.SCHEMA_VERSION == 2
+    assert store.init_db(path) == store.SCHEMA_VERSION == 3
     migrated = store.connect(path)
     assert tuple(migrated.execute("SELECT host, pid FROM lease").fetchone()) == (None, None)
     assert store.live_lease(migrated, now=1.0).holder == "h:1"  # no host recorded: the TTL decides
@@ -212,7 +212,8 @@ def test_init_db_upgrades_a_previous_release_database_in_place(tmp_path):
     assert store.init_db(path) == store.SCHEMA_VERSION
     conn = store.connect(path)
     assert conn.execute("SELECT id FROM posts").scalars().all() == [7]
-    assert conn.execute("SELECT version_num FROM alembic_version").scalar_one() == "0002"
+    head = f"{store.SCHEMA_VERSION:04d}"
+    assert conn.execute("SELECT version_num FROM alembic_version").scalar_one() == head
     assert conn.execute("PRAGMA user_version").scalar_one() == 2
     with store.transaction(conn):  # the new revision's counter works on the old data
         conn.execute("UPDATE agg_tag SET posts = posts + 1")

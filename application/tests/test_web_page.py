@@ -90,6 +90,9 @@ def make_fake_app(variant: str, settings: Settings = FEED_SETTINGS) -> Flask:
         tag = request.args.get("tag")
         if tag is not None and tag not in TAGS:
             return _problem(400, "Invalid parameter", "Unknown tag.", "tag", "not a tracked tag")
+        source = request.args.get("source")
+        if source is not None and source not in FEED_SETTINGS.sources:
+            return _problem(400, "Invalid parameter", "Unknown source.", "source", "not a source")
         try:
             ZoneInfo(request.args.get("tz", "UTC"))
         except (ZoneInfoNotFoundError, ValueError):
@@ -104,21 +107,26 @@ def make_fake_app(variant: str, settings: Settings = FEED_SETTINGS) -> Flask:
         for i, tag in enumerate(TAGS):
             run = {"id": 40 + i, "status": "failed" if i == 3 else "success"}
             run["finished_at"] = "2026-11-23T10:00:00Z"
-            rows.append(
-                {
-                    "tag": tag,
-                    "posts": tag_total(tag),
-                    "newest_post_at": "2026-11-23T09:58:00Z" if full else None,
-                    "last_run": run if full else None,
-                }
-            )
-        return jsonify(data=rows, meta={})
+            figures = {
+                "posts": tag_total(tag),
+                "newest_post_at": "2026-11-23T09:58:00Z" if full else None,
+                "last_run": run if full else None,
+            }
+            # Mastodon holds a third of each tag's posts, Bluesky the rest
+            mastodon = {**figures, "posts": figures["posts"] // 3}
+            bluesky = {**figures, "posts": figures["posts"] - mastodon["posts"]}
+            parts = [{"source": "mastodon", **mastodon}, {"source": "bluesky", **bluesky}]
+            rows.append({"tag": tag, **figures, "sources": parts})
+        return jsonify(data=rows, meta={"source": None, "sources": list(FEED_SETTINGS.sources)})
 
     @app.get("/api/v1/users/top")
     def users_top():
         limit = int(request.args.get("limit", 5))
         wanted = set(selected_tags())
         rows = [u for u in USERS if wanted & set(u["tags"])] if full else []
+        if request.args.get("source"):  # the even users post on Mastodon, the odd ones on Bluesky
+            parity = 0 if request.args["source"] == "mastodon" else 1
+            rows = [u for u in rows if USERS.index(u) % 2 == parity]
         return jsonify(data=rows[:limit], meta={"limit": limit})
 
     @app.get("/api/v1/posts/by-hour")
@@ -349,6 +357,47 @@ def test_web_page_tag_filter_changes_requests(site: str, watched: Watched):
 
 
 @pytest.mark.slow
+def test_web_page_source_filter_lists_the_sources_and_changes_requests(site: str, watched: Watched):
+    page = watched.page
+    _open(watched, site + "/")
+    options = page.locator("#source-select option")
+    assert options.all_inner_texts() == ["All sources", "Mastodon", "Bluesky"]
+    before = len(watched.urls)
+
+    with page.expect_response(lambda r: "/api/v1/users/top" in r.url and "source=mastodon" in r.url):
+        page.select_option("#source-select", "mastodon")
+    mastodon_users = USERS[::2][:10]
+    page.wait_for_function(
+        f"document.querySelectorAll('#users-chart rect.bar').length === {len(mastodon_users)}"
+    )
+
+    new_calls = [urlsplit(u) for u in watched.urls[before:]]
+    for path in DATA_ENDPOINTS:
+        queries = [parse_qs(s.query) for s in new_calls if s.path == f"/api/v1{path}"]
+        assert queries and all(q["source"] == ["mastodon"] for q in queries), path
+    assert page.evaluate("location.search") == "?source=mastodon"
+    first = page.locator("#tags-status tbody tr").first.locator("td").first.inner_text()
+    assert first == f"{sum(_cell_count(TAGS[0], g, c) for g in LANGS for c in COUNTRIES) // 3:,}"
+
+    with page.expect_response(lambda r: "/api/v1/users/top" in r.url and "source=" not in r.url):
+        page.select_option("#source-select", "")
+    assert page.evaluate("location.search") == ""
+    watched.assert_clean()
+
+
+@pytest.mark.slow
+def test_web_page_drops_an_unknown_source_from_the_url(site: str, watched: Watched):
+    page = watched.page
+    page.goto(site + "/?source=rss")
+    page.wait_for_selector("#charts:not([hidden])")
+    assert page.evaluate("location.search") == ""
+    assert page.locator("#source-select").input_value() == ""
+    assert page.locator("#error").is_hidden()
+    assert "source" not in watched.api_calls("/users/top")[-1]
+    assert watched.page_errors == []
+
+
+@pytest.mark.slow
 def test_web_page_timezone_select_changes_requests(site: str, watched: Watched):
     page = watched.page
     _open(watched, site + "/")
@@ -461,7 +510,7 @@ def real_site(tmp_path) -> Iterator[str]:
 
     path = tmp_path / "page.db"
     store.init_db(path)
-    settings = Settings(db_path=str(path), source="sample", max_posts_per_tag=300)
+    settings = Settings(db_path=str(path), sources=("sample",), max_posts_per_tag=300)
     clock = FixedClock(datetime.now(UTC).timestamp())
     client = XClient(
         SAMPLE_BASE_URL, "sample", source="sample", session=sample_session(SampleWorld(), clock), clock=clock,

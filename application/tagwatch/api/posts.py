@@ -27,19 +27,27 @@ RUN_ID = {
 @bp.query(schemas.PostsQuery)
 @bp.response(200, schemas.PostsAnswer)
 @bp.errors(503)
-def list_posts(tag, lang, country, username, limit, cursor):
+def list_posts(tag, source, lang, country, username, limit, cursor):
     """Posts newest first, with filters and cursor pagination; cached like the summaries."""
     filters = {
         "tag": tag,
+        "source": source,
         "lang": lang and lang.lower(),
         "country": country and country.upper(),
         "username": username,
     }
 
     def build(conn):
-        posts, next_before = queries.list_posts(conn, before=cursor, limit=limit, **filters)
+        posts, next_before = queries.list_posts(
+            conn,
+            before=cursor,
+            limit=limit,
+            sources=source,
+            **{k: v for k, v in filters.items() if k != "source"},
+        )
         next_cursor = params.encode_cursor(next_before) if next_before else None
-        return posts, {**filters, "limit": limit, "next_cursor": next_cursor}
+        echoed = {**filters, "source": list(source) if source else None}
+        return posts, {**echoed, "limit": limit, "next_cursor": next_cursor}
 
     return answer({**filters, "limit": limit, "cursor": cursor}, build)
 
@@ -48,10 +56,10 @@ def list_posts(tag, lang, country, username, limit, cursor):
 @bp.query(schemas.RunsQuery)
 @bp.response(200, schemas.RunsAnswer)
 @bp.errors(503)
-def list_runs(limit):
-    """Collection runs, newest first."""
-    runs, read_at = read(queries.list_runs, limit)
-    return jsonify(envelope(runs, generated_at=read_at, limit=limit))
+def list_runs(source, limit):
+    """Collection runs (that collected from any of `source`), newest first, with per-source figures."""
+    runs, read_at = read(queries.list_runs, limit, source)
+    return jsonify(envelope(runs, generated_at=read_at, source=list(source) if source else None, limit=limit))
 
 
 @bp.get("/runs/<int:run_id>", parameters=[RUN_ID])

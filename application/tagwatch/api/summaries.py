@@ -18,22 +18,34 @@ bp = Blueprint(
 @bp.query(schemas.TopUsersQuery)
 @bp.response(200, schemas.TopUsersAnswer)
 @bp.errors(503)
-def top_users(tag, limit):
+def top_users(tag, source, limit):
     """Users of the sample with the most followers (latest count); ties by username."""
-    meta = {"tag": tag, "limit": limit}
-    return answer(meta, lambda conn: (aggregates.top_users(conn, tag, limit), meta))
+    meta = {"tag": tag, "source": listed(source), "limit": limit}
+    key = {**meta, "source": source}
+    return answer(key, lambda conn: (aggregates.top_users(conn, tag, limit, source), meta))
+
+
+def listed(source: tuple[str, ...] | None) -> list[str] | None:
+    """The source filter as echoed in meta (null: every source)."""
+    return list(source) if source else None
 
 
 @bp.get("/posts/by-hour")
 @bp.query(schemas.HourlyQuery)
 @bp.response(200, schemas.HourlyAnswer)
 @bp.errors(503)
-def posts_by_hour(tag, tz, since, until):
+def posts_by_hour(tag, source, tz, since, until):
     """Posts per hour in `tz`, oldest first, zero hours included."""
-    meta = {"tag": tag, "tz": tz.key, "since": echo(since, tz), "until": echo(until, tz)}
+    meta = {
+        "tag": tag,
+        "source": listed(source),
+        "tz": tz.key,
+        "since": echo(since, tz),
+        "until": echo(until, tz),
+    }
     return answer(
-        {"tag": tag, "tz": tz.key, "since": since, "until": until},
-        lambda conn: (aggregates.posts_by_hour(conn, tag, tz, since, until), meta),
+        {"tag": tag, "source": source, "tz": tz.key, "since": since, "until": until},
+        lambda conn: (aggregates.posts_by_hour(conn, tag, tz, since, until, source), meta),
     )
 
 
@@ -46,33 +58,40 @@ def echo(instant: int | None, zone) -> str | None:
 @bp.query(schemas.HourOfDayQuery)
 @bp.response(200, schemas.HourOfDayAnswer)
 @bp.errors(503)
-def posts_by_hour_of_day(tag, tz):
+def posts_by_hour_of_day(tag, source, tz):
     """Posts per local hour of day in `tz`: always 24 rows."""
-    meta = {"tag": tag, "tz": tz.key}
-    return answer(meta, lambda conn: (aggregates.posts_by_hour_of_day(conn, tag, tz), meta))
+    meta = {"tag": tag, "source": listed(source), "tz": tz.key}
+    key = {**meta, "source": source}
+    return answer(key, lambda conn: (aggregates.posts_by_hour_of_day(conn, tag, tz, source), meta))
 
 
 @bp.get("/tags/breakdown")
 @bp.query(schemas.BreakdownQuery)
 @bp.response(200, schemas.BreakdownAnswer)
 @bp.errors(503)
-def tags_breakdown(tag, by):
+def tags_breakdown(tag, source, by):
     """Posts per tag by language and/or country, by tag then count descending."""
     tags = (tag,) if tag else current_app.config["SETTINGS"].tags
 
     def build(conn):
-        data, totals = aggregates.breakdown(conn, tags, by)
-        return data, {"tag": tag, "by": list(by), "totals": totals}
+        data, totals = aggregates.breakdown(conn, tags, by, source)
+        return data, {"tag": tag, "source": listed(source), "by": list(by), "totals": totals}
 
-    return answer({"tag": tag, "by": by}, build)
+    return answer({"tag": tag, "source": source, "by": by}, build)
 
 
 @bp.get("/tags")
+@bp.query(schemas.TagsQuery)
 @bp.response(200, schemas.TagsAnswer)
 @bp.errors(503)
-def tags():
-    """Each tracked tag: total posts, newest post time, last run."""
+def tags(source):
+    """Each tracked tag: total posts, newest post time, last run, and the same per source (the filter's,
+    else every configured source and any other with stored posts)."""
     settings = current_app.config["SETTINGS"]
-    return answer(
-        {}, lambda conn: (aggregates.tag_overview(conn, settings.tags), {"source": settings.source})
-    )
+
+    def build(conn):
+        shown = source or tuple(dict.fromkeys([*settings.sources, *aggregates.stored_sources(conn)]))
+        meta = {"source": listed(source), "sources": list(settings.sources)}
+        return aggregates.tag_overview(conn, settings.tags, shown), meta
+
+    return answer({"source": source}, build)

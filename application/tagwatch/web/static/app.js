@@ -12,9 +12,12 @@
   const HEAT_LOW = [255, 255, 255];
   const HEAT_HIGH = [0, 114, 178];
 
+  const SOURCE_LABELS = { x: "X", mastodon: "Mastodon", bluesky: "Bluesky", sample: "Sample" };
+
   const $ = (selector) => document.querySelector(selector);
   const els = {
     tag: $("#tag-select"),
+    source: $("#source-select"),
     tz: $("#tz-select"),
     pause: $("#pause-btn"),
     refresh: $("#refresh-btn"),
@@ -31,6 +34,7 @@
 
   const state = {
     tag: "",
+    source: "",
     tz: "UTC",
     by: "lang",
     paused: false,
@@ -156,17 +160,19 @@
     state.controller = controller;
     const { signal } = controller;
     const tag = state.tag;
+    const source = state.source;
     const tz = state.tz;
     try {
+      // /tags unfiltered: its per-source figures list the sources that fed the page (the source select)
       const [tags, users, hourly, hourOfDay, byLang, byCountry] = await Promise.all([
         getJSON("/tags", {}, signal),
-        getJSON("/users/top", { limit: TOP_USERS, tag }, signal),
-        getJSON("/posts/by-hour", { tag, since: sinceParam(), tz }, signal),
-        getJSON("/posts/by-hour-of-day", { tag, tz }, signal),
-        getJSON("/tags/breakdown", { by: "lang", tag }, signal),
-        getJSON("/tags/breakdown", { by: "country", tag }, signal),
+        getJSON("/users/top", { limit: TOP_USERS, tag, source }, signal),
+        getJSON("/posts/by-hour", { tag, source, since: sinceParam(), tz }, signal),
+        getJSON("/posts/by-hour-of-day", { tag, source, tz }, signal),
+        getJSON("/tags/breakdown", { by: "lang", tag, source }, signal),
+        getJSON("/tags/breakdown", { by: "country", tag, source }, signal),
       ]);
-      state.data = { tag, tz, tags, users, hourly, hourOfDay, byLang, byCountry };
+      state.data = { tag, source, tz, tags, users, hourly, hourOfDay, byLang, byCountry };
       state.updatedAt = new Date();
       state.error = null;
       render();
@@ -176,6 +182,15 @@
         // A stale ?tag= from a bookmark: fall back to all tags instead of showing an error.
         state.tag = "";
         els.tag.value = "";
+        saveUrl();
+        state.controller = null;
+        load();
+        return;
+      }
+      if (state.source && err.status === 400 && (err.invalid || []).some((p) => p.name === "source")) {
+        // A stale ?source= from a bookmark: fall back to every source.
+        state.source = "";
+        els.source.value = "";
         saveUrl();
         state.controller = null;
         load();
@@ -206,13 +221,23 @@
 
   // ---- page states ---------------------------------------------------------------------------
 
+  // A tag's figures for the chosen source (its row of `sources`), or over every source.
+  function scoped(row) {
+    const source = state.data && state.data.source;
+    if (!source || !Array.isArray(row.sources)) return row;
+    const part = row.sources.find((s) => s.source === source);
+    return { tag: row.tag, posts: 0, newest_post_at: null, last_run: null, ...(part || {}) };
+  }
+
   function render() {
     const d = state.data;
-    fillTagSelect(d.tags.data);
+    const tagRows = d.tags.data.map(scoped);
+    fillSourceSelect(d.tags);
+    fillTagSelect(tagRows);
     renderUpdated();
     els.loading.hidden = true;
     els.error.hidden = true;
-    const totalPosts = d.tags.data.reduce((sum, t) => sum + (t.posts || 0), 0);
+    const totalPosts = tagRows.reduce((sum, t) => sum + (t.posts || 0), 0);
     const hasPosts = d.hourly.data.some((r) => r.count > 0) || d.users.data.length > 0;
     const empty = totalPosts === 0 && !hasPosts;
     els.empty.hidden = !empty;
@@ -226,7 +251,7 @@
     renderUsers(d.users.data);
     renderHourOfDay(d.hourOfDay.data);
     renderHeat();
-    renderTags(d.tags.data);
+    renderTags(d.tags.data.map(scoped));
   }
 
   function renderError() {
@@ -264,6 +289,24 @@
     parts.push(state.paused ? " · auto-refresh paused" : " · refreshes every 30 s");
     els.updated.replaceChildren(...parts);
     els.updated.classList.toggle("paused", state.paused);
+  }
+
+  // The sources that fed the page (stored posts) and the configured ones.
+  function fillSourceSelect(tagsBody) {
+    const names = new Set((tagsBody.meta && tagsBody.meta.sources) || []);
+    for (const row of tagsBody.data) {
+      for (const part of row.sources || []) if (part.posts > 0) names.add(part.source);
+    }
+    const wanted = state.source;
+    const options = [new Option("All sources", "")];
+    for (const name of names) options.push(new Option(SOURCE_LABELS[name] || name, name));
+    els.source.replaceChildren(...options);
+    const known = names.has(wanted);
+    els.source.value = known ? wanted : "";
+    if (!known && wanted && names.size) {
+      state.source = "";
+      saveUrl();
+    }
   }
 
   function fillTagSelect(tags) {
@@ -716,6 +759,7 @@
   function saveUrl() {
     const params = new URLSearchParams();
     if (state.tag) params.set("tag", state.tag);
+    if (state.source) params.set("source", state.source);
     if (state.tz !== "UTC") params.set("tz", state.tz);
     if (state.by !== "lang") params.set("by", state.by);
     const qs = params.toString();
@@ -731,6 +775,9 @@
     state.tag = params.get("tag") || "";
     if (state.tag) els.tag.append(new Option(`#${state.tag}`, state.tag));
     els.tag.value = state.tag;
+    state.source = params.get("source") || "";
+    if (state.source) els.source.append(new Option(SOURCE_LABELS[state.source] || state.source, state.source));
+    els.source.value = state.source;
     const tz = params.get("tz");
     if (tz && [...els.tz.options].some((o) => o.value === tz)) state.tz = tz;
     els.tz.value = state.tz;
@@ -739,6 +786,11 @@
 
     els.tag.addEventListener("change", () => {
       state.tag = els.tag.value;
+      saveUrl();
+      load();
+    });
+    els.source.addEventListener("change", () => {
+      state.source = els.source.value;
       saveUrl();
       load();
     });
