@@ -22,14 +22,14 @@ CACHED = [
 ]
 
 
-def write_post(conn, post_id: int, tag: str = "devops") -> None:
-    """Commit one more post (and its author) from another connection, as the collector does."""
+def write_post(conn, post_id: int, tag: str = "devops", source: str = "x") -> None:
+    """Commit one more post (and its author) of `source` from another connection, as the collector does."""
     page = {
         "data": [make_post(post_id, [tag], author="u9", created_at="2026-11-18T09:20:00.000Z")],
         "includes": {"users": [make_user("u9", "zed", 5000)]},
     }
     with store.transaction(conn):
-        store.write_rows(conn, parse_page(page, dataset.DEFAULT_TAGS, tag))
+        store.write_rows(conn, parse_page(page, dataset.DEFAULT_TAGS, tag, source))
 
 
 def response_cache(app) -> cache.ResponseCache:
@@ -45,6 +45,19 @@ def test_cached_summary_shows_a_commit_made_between_two_gets(client, conn, url):
     second = client.get(url).get_json()
     assert second["data"] != first["data"]
     assert second["meta"]["generated_at"] >= first["meta"]["generated_at"]
+
+
+@pytest.mark.parametrize("url", [u for u in CACHED if u != "/api/v1/tags"])
+def test_a_warm_cache_answers_each_source_filter_with_its_own_data(client, conn, url):
+    write_post(conn, 900, source="x")
+    write_post(conn, 901, source="sample")
+    write_post(conn, 902, source="sample")
+    join = "&" if "?" in url else "?"
+    answers = {}
+    for source in ("x", "sample", "x", "sample"):  # the second round is served warm
+        body = client.get(f"{url}{join}source={source}").get_json()
+        assert answers.setdefault(source, body["data"]) == body["data"]
+    assert answers["x"] != answers["sample"]
 
 
 def test_cached_summary_is_exactly_the_new_data(client, conn):
