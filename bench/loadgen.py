@@ -1,4 +1,9 @@
-"""Measure median latency and throughput of one URL: wrk when installed, else a small Python client."""
+"""Measure median latency and throughput of one URL: wrk when installed, else a small Python client.
+
+Latency is measured with one connection (each request waits for the previous answer: the time a request
+takes, without a queue); throughput with several, saturating the server. Under saturation a median
+latency mostly measures the queue, and how the load generator's connections happened to land on the
+workers."""
 
 from __future__ import annotations
 
@@ -11,22 +16,23 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-CONNECTIONS = 4
+LATENCY_CONNECTIONS = 1
+THROUGHPUT_CONNECTIONS = 4
 
 
-def measure(url: str, seconds: float) -> tuple[float, float]:
-    """(median latency in ms, requests per second) over `seconds` with CONNECTIONS connections."""
+def measure(url: str, seconds: float, connections: int) -> tuple[float, float]:
+    """(median latency in ms, requests per second) over `seconds` with `connections` connections."""
     if shutil.which("wrk"):
-        return _wrk(url, seconds)
-    return _python(url, seconds)
+        return _wrk(url, seconds, connections)
+    return _python(url, seconds, connections)
 
 
-def _wrk(url: str, seconds: float) -> tuple[float, float]:
+def _wrk(url: str, seconds: float, connections: int) -> tuple[float, float]:
     out = subprocess.run(
         [
             "wrk",
-            "-t2",
-            f"-c{CONNECTIONS}",
+            f"-t{min(2, connections)}",
+            f"-c{connections}",
             f"-d{max(1, round(seconds))}s",
             "--latency",
             url,
@@ -41,7 +47,7 @@ def _wrk(url: str, seconds: float) -> tuple[float, float]:
     return float(p50.group(1)) * scale, float(rps.group(1))
 
 
-def _python(url: str, seconds: float) -> tuple[float, float]:
+def _python(url: str, seconds: float, connections: int) -> tuple[float, float]:
     parts = urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     latencies: list[float] = []
@@ -60,7 +66,7 @@ def _python(url: str, seconds: float) -> tuple[float, float]:
         with lock:
             latencies.extend(mine)
 
-    threads = [threading.Thread(target=worker) for _ in range(CONNECTIONS)]
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -8,7 +8,7 @@ import pytest
 from fakes import make_post, make_user
 
 from tagwatch import aggregates, store
-from tagwatch.api import cache
+from tagwatch.api import cache, params
 from tagwatch.config import ConfigError, Settings
 from tagwatch.parse import parse_page
 
@@ -123,6 +123,46 @@ def test_cache_key_is_the_normalised_parameters(app, client, conn, spellings):
     bodies = [client.get(url).get_json() for url in spellings]
     assert len(response_cache(app)) == 1
     assert all(body == bodies[0] for body in bodies)
+
+
+def test_a_repeated_query_string_is_answered_without_parsing_it_again(client, conn, monkeypatch):
+    dataset.seed(conn)
+    parsed = []
+    original = params.Tag._deserialize
+    monkeypatch.setattr(params.Tag, "_deserialize", lambda *a, **k: parsed.append(1) or original(*a, **k))
+    first = client.get("/api/v1/users/top?tag=devops").get_json()
+    assert client.get("/api/v1/users/top?tag=devops").get_json() == first
+    assert len(parsed) == 1
+    write_post(conn, 900)  # a commit: the view runs again and parses the parameters
+    assert client.get("/api/v1/users/top?tag=devops").get_json()["data"] != first["data"]
+    assert len(parsed) == 2
+
+
+def test_the_same_query_string_on_two_endpoints_gets_each_its_own_answer(app, client, conn):
+    dataset.seed(conn)
+    urls = ["/api/v1/users/top?tag=devops", "/api/v1/posts/by-hour?tag=devops", "/api/v1/tags?tag=devops"]
+    cold = [client.get(url).get_json()["data"] for url in urls]
+    warm = [client.get(url).get_json()["data"] for url in urls]
+    assert warm == cold
+    assert len(response_cache(app)) == 3
+
+
+def test_a_bad_query_string_is_never_remembered(client, conn):
+    dataset.seed(conn)
+    for _ in range(2):
+        answer = client.get("/api/v1/users/top?tag=nope")
+        assert (answer.status_code, answer.mimetype) == (400, "application/problem+json")
+
+
+def test_remembered_query_strings_are_bounded(app, client, conn, monkeypatch):
+    dataset.seed(conn)
+    monkeypatch.setattr(cache, "MAX_ALIASES", 5)
+    for n in range(20):
+        assert client.get(f"/api/v1/tags?junk={n}").status_code == 200
+    assert len(response_cache(app)._aliases) == 5
+    long_junk = "x" * (cache.MAX_ALIASED_QUERY + 1)
+    client.get(f"/api/v1/tags?junk={long_junk}")
+    assert (b"junk=" + long_junk.encode()) not in {raw for _, raw in response_cache(app)._aliases}
 
 
 def test_junk_parameters_do_not_grow_the_cache(app, client, conn):

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 
 import dataset
 import processes
@@ -292,3 +293,42 @@ def test_a_long_lived_connection_reconnects_after_the_server_dropped_it(db_path)
     with store.transaction(conn):
         conn.execute("UPDATE agg_tag SET posts = posts")
     assert conn.execute("SELECT pg_backend_pid()").scalar_one() != pid
+
+
+def _plan_nodes(plan: dict) -> Iterator[dict]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def test_the_identity_lookup_keeps_its_index_in_the_generic_plan(db_path):
+    """After five runs of a prepared statement PostgreSQL may switch to a generic plan. On a table filled
+    faster than autovacuum analyses it, the generic plan of `source = $1 AND source_key IN ($2 … $901)`
+    read every post of the source through posts_by_source and filtered them through the list one by one
+    (ingest slowed as the table grew). The statement the store sends must keep posts_identity."""
+    conn = store.connect(db_path)
+    conn.execute("ALTER TABLE posts SET (autovacuum_enabled = off)")  # no statistics, as after a bulk load
+    conn.execute(
+        "INSERT INTO posts(id, source, source_key, created_at, created_ts, text, collected_at)"
+        " SELECT g, 'x', g::text, '2026-11-18T09:00:00.000Z', 0, '', '' FROM generate_series(1, 50000) g"
+    )
+    sent: list[tuple[str, dict]] = []
+    sa.event.listen(
+        conn.sa, "before_cursor_execute", lambda _c, _cur, sql, params, *_: sent.append((sql, params))
+    )
+    page = parse_page({"data": [make_post(i, ["sre"]) for i in range(60_001, 60_901)]}, DEFAULT_TAGS, "sre")
+    assert len(store.unseen_posts(conn, page.posts)) == 900
+    [(sql, params)] = [(sql, params) for sql, params in sent if "source_key" in sql]
+    names = sorted(params, key=lambda name: int(name[1:]))
+    numbered = sql
+    for number, name in sorted(enumerate(names, 1), reverse=True):  # p10 before p1
+        numbered = numbered.replace(f"%({name})s", f"${number}")
+    raw = conn.sa.connection.dbapi_connection
+    raw.execute("SET plan_cache_mode = force_generic_plan")
+    raw.execute(f"PREPARE identity_lookup AS {numbered}")
+    explain = psycopg.ClientCursor(raw)
+    marks = ", ".join(["%s"] * len(names))
+    explain.execute(f"EXPLAIN (FORMAT JSON) EXECUTE identity_lookup({marks})", [params[n] for n in names])
+    nodes = list(_plan_nodes(explain.fetchone()[0][0]["Plan"]))
+    assert any(node.get("Index Name") == "posts_identity" for node in nodes), nodes
+    assert not any("source_key" in node.get("Filter", "") for node in nodes), nodes

@@ -7,7 +7,9 @@ request after a commit always sees it, in every replica; on PostgreSQL one round
 between collection runs a summary costs that query and a dictionary lookup whatever the data size.
 Entries are keyed by the validated, normalised parameters (junk or differently spelled parameters share
 one entry) and the total size is bounded in bytes per worker (TAGWATCH_API_CACHE_BYTES), least recently
-used first out.
+used first out. A query string answered before is remembered with the key it validated to (validation is
+a pure function of the query string), so a repeated request skips parsing: a hit costs the version check,
+two dictionary lookups and the body.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, request
 
 from tagwatch.api import db
 from tagwatch.api.envelope import envelope
 
 Build = Callable[[Any], tuple[Any, dict[str, Any]]]
+MAX_ALIASES = 4096  # query strings remembered per worker (each at most MAX_ALIASED_QUERY bytes)
+MAX_ALIASED_QUERY = 512
 
 
 class ResponseCache:
@@ -32,6 +36,7 @@ class ResponseCache:
         self.max_bytes = max_bytes
         self.size = 0
         self._entries: OrderedDict[Hashable, tuple[Hashable, bytes]] = OrderedDict()
+        self._aliases: OrderedDict[tuple[str, bytes], Hashable] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -45,6 +50,21 @@ class ResponseCache:
                 return None
             self._entries.move_to_end(key)
             return hit[1]
+
+    def alias(self, raw: tuple[str, bytes], key: Hashable) -> None:
+        """Remember that `raw` (endpoint, query string) validated to `key`; the oldest are forgotten first."""
+        if len(raw[1]) > MAX_ALIASED_QUERY:
+            return
+        with self._lock:
+            self._aliases[raw] = key
+            self._aliases.move_to_end(raw)
+            while len(self._aliases) > MAX_ALIASES:
+                self._aliases.popitem(last=False)
+
+    def key_of(self, raw: tuple[str, bytes]) -> Hashable | None:
+        """The key a request with exactly this endpoint and query string validated to before, if any."""
+        with self._lock:
+            return self._aliases.get(raw)
 
     def put(self, key: Hashable, version: Hashable, body: bytes) -> None:
         """Store a body, evicting the least recently used until the total fits; a body too big is skipped."""
@@ -65,6 +85,23 @@ def register(app: Flask, max_bytes: int | None = None) -> None:
     """Give the app its cache (size from the settings' TAGWATCH_API_CACHE_BYTES unless given)."""
     size = app.config["SETTINGS"].api_cache_bytes if max_bytes is None else max_bytes
     app.extensions["tagwatch.cache"] = ResponseCache(size)
+    if _answer_repeat not in app.before_request_funcs.get(None, []):
+        app.before_request(_answer_repeat)
+
+
+def _answer_repeat() -> Response | None:
+    """A request whose exact query string this endpoint answered before: the cached body if the database
+    is unchanged, without parsing the parameters again; otherwise the view runs (and reuses the version
+    read here, so a miss still costs one check)."""
+    if request.method not in ("GET", "HEAD") or request.endpoint is None:
+        return None
+    cache: ResponseCache = current_app.extensions["tagwatch.cache"]
+    key = cache.key_of((request.endpoint, request.query_string))
+    if key is None:
+        return None
+    g.data_version = version = db.database().version()
+    body = cache.get(key, version)
+    return None if body is None else Response(body, mimetype="application/json")
 
 
 def answer(params: Mapping[str, Any], build: Build) -> Response:
@@ -76,7 +113,10 @@ def answer(params: Mapping[str, Any], build: Build) -> Response:
     cache: ResponseCache = current_app.extensions["tagwatch.cache"]
     database = db.database()
     key = (database.path, request.endpoint, tuple(sorted(params.items())))
-    version = database.version()
+    cache.alias((request.endpoint, request.query_string), key)
+    version = g.pop("data_version", None)
+    if version is None:
+        version = database.version()
     body = cache.get(key, version)
     if body is None:
         with database.snapshot() as snap:

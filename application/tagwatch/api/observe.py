@@ -51,8 +51,11 @@ def _finish(response: Response) -> Response:
     rule = route()
     metrics.HTTP_REQUESTS.labels(method=request.method, route=rule, status=str(response.status_code)).inc()
     metrics.HTTP_DURATION.labels(method=request.method, route=rule).observe(elapsed)
+    level = logging.DEBUG if rule in QUIET_ROUTES else logging.INFO
+    if not access_log.isEnabledFor(level):  # skip building the fields of a line nobody writes
+        return response
     access_log.log(
-        logging.DEBUG if rule in QUIET_ROUTES else logging.INFO,
+        level,
         "%s %s %s",
         request.method,
         request.path,
