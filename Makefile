@@ -29,8 +29,12 @@ venv: $(DEV) ## Create .venv with tagwatch and the dev tools
 run: $(RUNTIME) ## Start the API on :8000 and the collector (sample data unless X_BEARER_TOKEN is set)
 	$(BIN)/tagwatch run
 
-test: $(DEV) ## Run the whole test suite
-	cd application && ../$(BIN)/pytest
+# The suite runs in TEST_WORKERS xdist processes (0: in pytest's own, one test after another). Tests marked
+# slow (real processes, timed) share one worker (tests/conftest.py): `--dist loadgroup` keeps them in it.
+TEST_WORKERS ?= 2
+
+test: $(DEV) ## Run the whole test suite (TEST_WORKERS=N processes, 2 by default)
+	cd application && ../$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(DEV) ## ruff lint and format check
 	$(BIN)/ruff check application

@@ -70,6 +70,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     config.hook.pytest_deselected(items=postgres)
     items[:] = [item for item in items if _backend_of(item) != "postgresql"]
     config.stash[PG_SKIPPED] = (len(postgres), problem)
+    if hasattr(config, "workeroutput"):  # an xdist worker: the controller prints the summary
+        config.workeroutput["pg_skipped"] = config.stash[PG_SKIPPED]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """xdist's controller collects nothing itself: it takes the PostgreSQL summary from a worker."""
+    skipped = getattr(node, "workeroutput", {}).get("pg_skipped")
+    if skipped is not None:
+        node.config.stash[PG_SKIPPED] = tuple(skipped)
 
 
 def _backend_of(item: pytest.Item) -> str | None:

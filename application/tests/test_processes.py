@@ -93,7 +93,6 @@ def prometheus_query(base: str, query: str) -> list[dict]:
     return json.loads(body)["data"]["result"]
 
 
-@pytest.mark.slow
 def api_requests_counted(api: str) -> float:
     """The API's http_requests_total summed over every route but /metrics, from its /metrics."""
     status, body = get(api + "/metrics")
@@ -106,6 +105,7 @@ def api_requests_counted(api: str) -> float:
     )
 
 
+@pytest.mark.slow
 def test_real_prometheus_scrapes_api_and_collector_and_counts_every_request(tmp_path):
     prometheus = shutil.which("prometheus")
     if prometheus is None:
