@@ -24,7 +24,7 @@ log = logging.getLogger("tagwatch.cli")
 
 @click.group()
 def main() -> None:
-    """Collect hashtag posts into SQLite and serve summaries over a REST API."""
+    """Collect hashtag posts into SQLite (or PostgreSQL) and serve summaries over a REST API."""
     # Ctrl-C before a command catches signals (tagwatch.signals) ends it quietly, never a KeyboardInterrupt
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
